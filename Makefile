@@ -1,0 +1,53 @@
+# gpuchaos: chaos and load testing for GPU inference workloads.
+# `make run` and `make test` set themselves up on a fresh machine.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The torch requirement: users get a default build; CI passes TORCH=torch==2.13.0 (a CPU build
+# on its machines). Without an NVIDIA driver the pinned release is the default as well.
+TORCH ?= $(if $(shell command -v nvidia-smi 2>/dev/null),torch,torch==2.13.0)
+EXPERIMENT ?= experiments/gpu-node-loss.yaml
+ARGS ?=
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit test-integration test-gpu lint format clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project (with dev tools)
+
+run: $(STAMP) ## Run the default experiment (GPU node loss) on the local platform
+	$(BIN)/gpuchaos run $(EXPERIMENT) $(ARGS)
+
+test: $(STAMP) ## Run unit and integration tests (what CI runs)
+	$(BIN)/python -m pytest tests/unit tests/integration
+
+test-unit: $(STAMP) ## Run the unit tests only
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: $(STAMP) ## Run the integration tests only (real processes on 127.0.0.1)
+	$(BIN)/python -m pytest tests/integration
+
+test-gpu: $(STAMP) ## Run the GPU tests (needs CUDA)
+	$(BIN)/python -m pytest -m gpu tests/gpu
+
+lint: $(STAMP) ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the venv and caches (keeps results/)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Where workloads run. ``local`` is the embedded default."""

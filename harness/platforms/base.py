@@ -1,0 +1,57 @@
+"""The contract every platform implements, so the same faults and scorer work on each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+ReplicaState = Literal["starting", "ready", "unready", "exited", "backoff", "down"]
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """A snapshot of one replica."""
+
+    id: str  # e.g. "node-a-0"; also the value of the x-replica-id response header
+    node: str
+    pid: int | None  # None while no process runs
+    port: int | None
+    state: ReplicaState
+    restarts: int
+    device: str  # "cpu" or "cuda:N"
+
+
+class Platform(Protocol):
+    """A place where the workload runs."""
+
+    @property
+    def endpoint(self) -> str:
+        """Base URL clients send traffic to, e.g. ``http://127.0.0.1:41234``."""
+        ...
+
+    def start(self) -> None:
+        """Bring the workload up and wait until every replica is Ready.
+
+        Raises WorkloadNotReady when a replica exits early or times out.
+        """
+        ...
+
+    def stop(self) -> None:
+        """Tear everything down; idempotent; never leaves a process behind."""
+        ...
+
+    def nodes(self) -> list[str]:
+        """Names of the nodes."""
+        ...
+
+    def replicas(self) -> list[ReplicaInfo]:
+        """Snapshot of all replicas."""
+        ...
+
+    def node_down(self, node: str) -> list[int]:
+        """Kill every replica on ``node`` at once and keep the node down; returns killed pids."""
+        ...
+
+    def node_up(self, node: str) -> None:
+        """Bring ``node`` back; its replicas are started again. No-op if it is up."""
+        ...
