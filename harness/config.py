@@ -26,6 +26,13 @@ class NodeSpec(StrictModel):
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
     )
     replicas: int = Field(default=1, ge=0, le=64, description="Replicas on this node.")
+    cpus: list[int] | None = Field(
+        default=None,
+        description=(
+            "CPU cores the node's replicas are pinned to (its share of the machine), e.g. "
+            "[0]; unset: no pinning. Cores this machine lacks are skipped."
+        ),
+    )
 
 
 class WorkloadSpec(StrictModel):

@@ -1,0 +1,247 @@
+"""The embedded local platform: virtual nodes, replicas as child processes, a router."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.config import LocalPlatformSpec, WorkloadSpec
+from harness.errors import PlatformError, WorkloadNotReady
+from harness.platforms.base import ReplicaInfo
+from harness.platforms.local.devices import resolve_device
+from harness.platforms.local.process import (
+    kill_all,
+    last_lines,
+    signal_process,
+    spawn,
+    terminate_all,
+    usable_cpus,
+)
+from harness.platforms.local.router import Router
+from harness.platforms.local.supervisor import Replica, Supervisor
+from harness.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+WORKLOAD_MODULES = {"llm": "workloads.llm"}
+STOP_GRACE_S = 5.0
+_POLL_S = 0.05
+
+
+class LocalPlatform:
+    """Replicas as processes on virtual nodes, a supervisor and a router (see DESIGN.md)."""
+
+    def __init__(
+        self,
+        spec: LocalPlatformSpec,
+        workload: WorkloadSpec,
+        timeline: Timeline,
+        log_dir: Path,
+    ) -> None:
+        self.spec = spec
+        self.workload = workload
+        self.timeline = timeline
+        self.log_dir = Path(log_dir)
+        self._node_names = [n.name for n in spec.nodes]
+        self._node_cpus = {n.name: usable_cpus(n.cpus) for n in spec.nodes}
+        replicas = []
+        for node in spec.nodes:
+            device = resolve_device(node.device)
+            for i in range(node.replicas):
+                replicas.append(Replica(f"{node.name}-{i}", node.name, device))
+        self._router = Router(HOST)
+        self._supervisor = Supervisor(
+            replicas,
+            self._node_names,
+            self._launch,
+            timeline,
+            self._router.set_backends,
+            probe_interval_s=spec.probe_interval_s,
+            restart_backoff_s=spec.restart_backoff_s,
+            max_backoff_s=spec.max_backoff_s,
+        )
+        self._started = False
+        self._stopped = False
+
+    # -- Platform protocol ------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{HOST}:{self._router.port}"
+
+    def start(self) -> None:
+        """Start router and replicas; wait until all are Ready or raise WorkloadNotReady."""
+        if self._started:
+            raise PlatformError("local platform already started")
+        self._started = True
+        atexit.register(self.stop)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._router.start()
+        self._supervisor.start()
+        timeout = self.workload.ready_timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            problem = self._startup_problem()
+            if problem is None:
+                log.info("local platform ready at %s", self.endpoint)
+                return
+            if problem or time.monotonic() >= deadline:
+                replica_id = problem or self._first_unready()
+                self.stop()
+                raise WorkloadNotReady(self._not_ready_message(replica_id, timeout, bool(problem)))
+            time.sleep(_POLL_S)
+
+    def stop(self) -> None:
+        """Tear everything down; idempotent; leaves no child process."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        procs = self._supervisor.begin_stop()
+        terminate_all(procs, STOP_GRACE_S)
+        self._supervisor.join()
+        self._router.stop()
+        log.info("local platform stopped")
+
+    def nodes(self) -> list[str]:
+        return list(self._node_names)
+
+    def replicas(self) -> list[ReplicaInfo]:
+        return self._supervisor.snapshot()
+
+    def node_down(self, node: str) -> list[int]:
+        """Kill every replica on ``node`` at once and keep it down; returns the killed pids."""
+        self._check_node(node)
+        taken = self._supervisor.take_node_down(node)
+        procs = [proc for _, proc in taken]
+        for proc in procs:
+            signal_process(proc, signal.SIGKILL)
+        pids = [proc.pid for proc in procs]
+        self.timeline.emit("node_down", node, {"pids": pids})
+        kill_all(procs)  # already signalled; this reaps
+        for replica, proc in taken:
+            self.timeline.emit(
+                "replica_exit",
+                replica.id,
+                {"pid": proc.pid, "returncode": proc.returncode, "reason": "node_down"},
+            )
+        log.info("node %s down, killed pids %s", node, pids)
+        return pids
+
+    def node_up(self, node: str) -> None:
+        """Bring ``node`` back and start its replicas; no-op when it is up."""
+        self._check_node(node)
+        if self._supervisor.bring_node_up(node):
+            self.timeline.emit("node_up", node, {})
+            log.info("node %s up", node)
+
+    # -- helpers for tests and fault injectors --------------------------------------------
+
+    def replica_pids(self, node: str | None = None) -> dict[str, int]:
+        """Pids of the running replicas, optionally of one node only."""
+        if node is not None:
+            self._check_node(node)
+        return {
+            r.id: r.pid
+            for r in self.replicas()
+            if r.pid is not None and (node is None or r.node == node)
+        }
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until every replica of every up-node is Ready; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._supervisor.lock:
+                up = self._supervisor.node_up
+                ready = all(
+                    r.state == "ready" for r in self._supervisor.replicas.values() if up[r.node]
+                )
+            if ready:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_S)
+
+    def kill_replica(self, replica_id: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to a replica's process as an outside fault would; returns its pid."""
+        with self._supervisor.lock:
+            replica = self._supervisor.replicas.get(replica_id)
+            if replica is None:
+                known = ", ".join(self._supervisor.replicas)
+                raise PlatformError(f"unknown replica {replica_id!r}; known replicas: {known}")
+            proc = replica.proc
+        if proc is None or not signal_process(proc, sig):
+            raise PlatformError(f"replica {replica_id} has no running process")
+        self._supervisor.wake()
+        return proc.pid
+
+    def log_path(self, replica_id: str) -> Path:
+        return self.log_dir / f"{replica_id}.log"
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _launch(self, replica: Replica, port: int) -> subprocess.Popen[bytes]:
+        """Spawn one replica process (called from the supervisor thread)."""
+        w = self.workload
+        argv = [
+            sys.executable,
+            "-m",
+            WORKLOAD_MODULES[w.kind],
+            "--host", HOST,
+            "--port", str(port),
+            "--device", replica.device,
+            "--model", w.model,
+            "--replica-id", replica.id,
+            "--max-batch-size", str(w.max_batch_size),
+            "--seed", str(w.seed),
+            "--threads", str(self.spec.torch_threads),
+            *w.extra_args,
+        ]  # fmt: skip
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        if replica.device == "cpu":
+            env["OMP_NUM_THREADS"] = str(self.spec.torch_threads)
+        header = f"=== gpuchaos {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}"
+        cpus = self._node_cpus[replica.node]
+        return spawn(argv, env, self.log_path(replica.id), header, cpus=cpus)
+
+    def _check_node(self, node: str) -> None:
+        if node not in self._node_names:
+            known = ", ".join(self._node_names)
+            raise PlatformError(f"unknown node {node!r}; known nodes: {known}")
+
+    def _startup_problem(self) -> str | None:
+        """None when all replicas are Ready, a replica id when one exited, else ''."""
+        with self._supervisor.lock:
+            replicas = list(self._supervisor.replicas.values())
+            for r in replicas:
+                if r.crashes:
+                    return r.id
+            return None if all(r.state == "ready" for r in replicas) else ""
+
+    def _first_unready(self) -> str:
+        for r in self.replicas():
+            if r.state != "ready":
+                return r.id
+        return ""
+
+    def _not_ready_message(self, replica_id: str, timeout: float, exited: bool) -> str:
+        with self._supervisor.lock:
+            replica = self._supervisor.replicas.get(replica_id)
+            returncode = replica.last_returncode if replica else None
+        if exited:
+            what = f"replica {replica_id} exited with code {returncode} before it was Ready"
+        else:
+            what = f"replica {replica_id} was not Ready within {timeout:g} s"
+        tail = [
+            line for line in last_lines(self.log_path(replica_id), 3) if not line.startswith("===")
+        ]
+        log_text = " | ".join(tail) if tail else "(empty)"
+        return f"{what}; log {self.log_path(replica_id)}: {log_text}"

@@ -1,0 +1,329 @@
+"""The supervisor of the local platform (like a kubelet).
+
+It owns the replica records and the one lock that guards them, spawns every replica from
+its own thread (so PR_SET_PDEATHSIG ties the children to a thread that lives as long as
+the platform), restarts crashed replicas with back-off, probes readiness, and publishes
+the Ready set to the router.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from harness.platforms.base import ReplicaInfo, ReplicaState
+from harness.platforms.local.process import free_port, kill_all
+from harness.timeline import EventKind, Timeline
+
+log = logging.getLogger(__name__)
+
+READY_PATH = "/health/ready"
+PROBE_TIMEOUT_S = 1.0
+UNREADY_AFTER_FAILURES = 2  # consecutive failed probes before a Ready replica is Unready
+BACKOFF_RESET_S = 30.0  # Ready this long resets the crash back-off
+
+Launcher = Callable[["Replica", int], "subprocess.Popen[bytes]"]
+
+
+@dataclass
+class Replica:
+    """Mutable record of one replica; guarded by the supervisor's lock."""
+
+    id: str
+    node: str
+    device: str
+    state: ReplicaState = "down"
+    proc: subprocess.Popen[bytes] | None = None
+    port: int | None = None
+    restarts: int = 0
+    crashes: int = 0  # exits the platform did not cause, over the replica's life
+    consecutive_crashes: int = 0
+    spawned_at: float = 0.0  # monotonic
+    ready_since: float | None = None  # monotonic
+    next_start_at: float | None = None  # monotonic; None when no start is scheduled
+    probe_failures: int = 0
+    last_returncode: int | None = None
+
+    def info(self) -> ReplicaInfo:
+        return ReplicaInfo(
+            id=self.id,
+            node=self.node,
+            pid=self.proc.pid if self.proc is not None else None,
+            port=self.port,
+            state=self.state,
+            restarts=self.restarts,
+            device=self.device,
+        )
+
+
+def probe_ready(port: int, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """True when the replica on ``port`` answers ``GET /health/ready`` with 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", READY_PATH)
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+Event = tuple[EventKind, str, dict[str, Any]]
+
+
+class Supervisor:
+    """Keeps the replicas of up-nodes running and tracks their readiness."""
+
+    def __init__(
+        self,
+        replicas: Iterable[Replica],
+        nodes: Iterable[str],
+        launch: Launcher,
+        timeline: Timeline,
+        publish: Callable[[Mapping[str, int]], None],
+        probe_interval_s: float,
+        restart_backoff_s: float,
+        max_backoff_s: float,
+    ) -> None:
+        self.lock = threading.Lock()
+        self.replicas: dict[str, Replica] = {r.id: r for r in replicas}
+        self.node_up: dict[str, bool] = dict.fromkeys(nodes, True)
+        self._launch = launch
+        self._timeline = timeline
+        self._publish_fn = publish
+        self._probe_interval_s = probe_interval_s
+        self._restart_backoff_s = restart_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._stopping = False
+        self._published: dict[str, int] | None = None
+        self._wake = threading.Event()
+        self._exit = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._probes = ThreadPoolExecutor(
+            max_workers=min(32, max(1, len(self.replicas))), thread_name_prefix="gpuchaos-probe"
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the supervisor thread and schedule every replica of every up-node."""
+        with self.lock:
+            now = time.monotonic()
+            for r in self.replicas.values():
+                if self.node_up[r.node]:
+                    self._schedule(r, now)
+        self._thread = threading.Thread(target=self._run, name="gpuchaos-supervisor", daemon=True)
+        self._thread.start()
+
+    def begin_stop(self) -> list[subprocess.Popen[bytes]]:
+        """Stop supervising (no more restarts); returns the running processes to tear down."""
+        with self.lock:
+            self._stopping = True
+            procs = []
+            for r in self.replicas.values():
+                if r.proc is not None:
+                    procs.append(r.proc)
+                r.proc, r.port, r.next_start_at, r.ready_since = None, None, None, None
+                r.state = "exited"
+            self._publish_locked()
+        return procs
+
+    def join(self, timeout: float = 10.0) -> None:
+        """End the supervisor thread (after the children it spawned were reaped)."""
+        self._exit.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        self._probes.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- node and replica control (called from the caller's thread) ----------------------
+
+    def take_node_down(self, node: str) -> list[tuple[Replica, subprocess.Popen[bytes]]]:
+        """Mark ``node`` down and detach its processes (the caller kills them)."""
+        with self.lock:
+            if not self.node_up[node]:
+                return []
+            self.node_up[node] = False
+            taken = []
+            for r in self.replicas.values():
+                if r.node != node:
+                    continue
+                if r.proc is not None:
+                    taken.append((r, r.proc))
+                r.proc, r.port, r.next_start_at, r.ready_since = None, None, None, None
+                r.state = "down"
+            self._publish_locked()
+        return taken
+
+    def bring_node_up(self, node: str) -> bool:
+        """Mark ``node`` up and schedule its replicas; False when it already was up."""
+        with self.lock:
+            if self.node_up[node] or self._stopping:
+                return False
+            self.node_up[node] = True
+            now = time.monotonic()
+            for r in self.replicas.values():
+                if r.node == node:
+                    r.consecutive_crashes = 0
+                    self._schedule(r, now)
+        self._wake.set()
+        return True
+
+    def snapshot(self) -> list[ReplicaInfo]:
+        with self.lock:
+            return [r.info() for r in self.replicas.values()]
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._exit.is_set():
+            try:
+                self._tick()
+            except Exception:
+                log.exception("supervisor tick failed")
+            self._wake.wait(self._probe_interval_s)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        events: list[Event] = []
+        to_start: list[Replica] = []
+        to_probe: list[tuple[Replica, subprocess.Popen[bytes], int]] = []
+        now = time.monotonic()
+        with self.lock:
+            if self._stopping:
+                return
+            for r in self.replicas.values():
+                if r.proc is not None:
+                    returncode = r.proc.poll()
+                    if returncode is None:
+                        assert r.port is not None
+                        to_probe.append((r, r.proc, r.port))
+                    else:
+                        events.append(self._crashed_locked(r, r.proc.pid, returncode, now))
+                elif (
+                    r.next_start_at is not None and r.next_start_at <= now and self.node_up[r.node]
+                ):
+                    r.next_start_at = None  # claimed by this tick
+                    to_start.append(r)
+            self._publish_locked()
+        self._emit(events)
+        for r in to_start:
+            self._start_replica(r)
+        if to_probe:
+            self._probe(to_probe)
+
+    def _crashed_locked(
+        self, r: Replica, pid: int | None, returncode: int | None, now: float
+    ) -> Event:
+        r.proc, r.port, r.ready_since = None, None, None
+        r.last_returncode = returncode
+        r.crashes += 1
+        r.consecutive_crashes += 1
+        delay = min(self._restart_backoff_s * 2 ** (r.consecutive_crashes - 1), self._max_backoff_s)
+        r.state = "backoff"
+        r.next_start_at = now + delay
+        log.warning(
+            "replica %s (pid %s) exited with %s; restart in %.2f s", r.id, pid, returncode, delay
+        )
+        return (
+            "replica_exit",
+            r.id,
+            {"pid": pid, "returncode": returncode, "restarts": r.restarts},
+        )
+
+    def _start_replica(self, r: Replica) -> None:
+        port = free_port()
+        try:
+            proc = self._launch(r, port)
+        except OSError as exc:
+            log.error("replica %s could not be spawned: %s", r.id, exc)
+            with self.lock:
+                if self._stopping or not self.node_up[r.node]:
+                    return
+                event = self._crashed_locked(r, None, None, time.monotonic())
+            event[2]["error"] = str(exc)
+            self._emit([event])
+            return
+        with self.lock:
+            orphan = self._stopping or not self.node_up[r.node] or r.proc is not None
+            if not orphan:
+                if r.state == "backoff":
+                    r.restarts += 1
+                r.proc, r.port, r.next_start_at = proc, port, None
+                r.state = "starting"
+                r.spawned_at = time.monotonic()
+                r.probe_failures = 0
+                r.ready_since = None
+        if orphan:  # the node went down or the platform stopped while spawning
+            kill_all([proc])
+            return
+        log.info("replica %s started: pid %d, port %d", r.id, proc.pid, port)
+        self._emit([("replica_start", r.id, {"pid": proc.pid, "port": port})])
+
+    def _probe(self, targets: list[tuple[Replica, subprocess.Popen[bytes], int]]) -> None:
+        futures = [self._probes.submit(probe_ready, port) for _, _, port in targets]
+        results = [f.result() for f in futures]
+        events: list[Event] = []
+        now = time.monotonic()
+        with self.lock:
+            if self._stopping:
+                return
+            for (r, proc, _), ok in zip(targets, results, strict=True):
+                if r.proc is not proc:  # replaced or taken down meanwhile
+                    continue
+                if ok:
+                    r.probe_failures = 0
+                    if r.state in ("starting", "unready"):
+                        r.state = "ready"
+                        r.ready_since = now
+                        startup_s = round(now - r.spawned_at, 3)
+                        events.append(
+                            ("replica_ready", r.id, {"pid": proc.pid, "startup_s": startup_s})
+                        )
+                    elif (
+                        r.ready_since is not None
+                        and r.consecutive_crashes
+                        and now - r.ready_since >= BACKOFF_RESET_S
+                    ):
+                        r.consecutive_crashes = 0
+                elif r.state == "ready":
+                    r.probe_failures += 1
+                    if r.probe_failures >= UNREADY_AFTER_FAILURES:
+                        r.state = "unready"
+                        r.ready_since = None
+                        events.append(("replica_unready", r.id, {"pid": proc.pid}))
+            self._publish_locked()
+        self._emit(events)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _schedule(self, r: Replica, now: float) -> None:
+        r.state = "starting"
+        r.next_start_at = now
+        r.ready_since = None
+
+    def _publish_locked(self) -> None:
+        ready = {
+            r.id: r.port
+            for r in self.replicas.values()
+            if r.state == "ready" and r.port is not None
+        }
+        if ready != self._published:
+            self._published = ready
+            self._publish_fn(ready)
+
+    def _emit(self, events: list[Event]) -> None:
+        for kind, target, details in events:
+            self._timeline.emit(kind, target, details)
