@@ -1,0 +1,313 @@
+"""The Locust side of the load: a streaming OpenAI-completions user and the spike shape.
+
+Runs only inside a Locust process started by :class:`harness.load.runner.LocustRunner`
+(``python -m locust -f harness/load/locustfile.py``), never imported by the harness. The
+config comes from the JSON file named by ``GPUCHAOS_LOAD_CONFIG``.
+
+Every request becomes exactly one row of ``requests.csv`` (flushed as written) and one
+entry in Locust's own statistics, failures and requests cut short by a stop included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent.pool import Group
+from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
+from geventhttpclient.useragent import ConnectionError as ClientConnectionError
+from locust import FastHttpUser, LoadTestShape, constant, events, task
+from locust.env import Environment
+from locust.exception import StopUser
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
+from locust.stats import CSV_STATS_INTERVAL_SEC
+
+from harness.load.loadconfig import CONFIG_ENV, read_load_config
+from harness.load.shapes import next_change, phase_at, users_at
+from harness.load.sse import classify_line, http_error, one_line
+from harness.records import REPLICA_HEADER, RecordWriter
+
+log = logging.getLogger(__name__)
+
+PATH = "/v1/completions"
+MODEL = "gpuchaos"
+#: Every status is a response to record, never an exception inside the client.
+ALL_STATUSES = frozenset(range(100, 600))
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "text/event-stream",
+    "Accept-Encoding": "identity",
+}
+ERROR_BODY_BYTES = 1024
+
+WORDS = (
+    "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "gpu", "memory", "tensor",
+    "kernel", "batch", "token", "stream", "latency", "replica", "node", "cluster", "spike",
+    "traffic", "model", "layer", "weight", "cache", "queue", "decode", "prefill", "request",
+    "server", "client", "chaos", "load", "test", "recover", "fault", "budget", "error",
+    "signal", "window", "sample", "metric", "graph", "shard", "pool",
+)  # fmt: skip
+
+_config_path = os.environ.get(CONFIG_ENV)
+if not _config_path:
+    raise RuntimeError(f"{CONFIG_ENV} is not set: this locustfile is started by the harness")
+CONFIG = read_load_config(_config_path)
+LOAD = CONFIG.load
+SHAPE = LOAD.shape
+T0 = CONFIG.t0
+RECORDS = RecordWriter(CONFIG.records_path)
+#: Requests in flight, each in its own greenlet (see ``OpenAIStreamUser.complete``).
+INFLIGHT = Group()
+#: Set once Locust starts stopping the run (end of the shape or SIGINT).
+STOPPING = gevent.event.Event()
+#: A user-count change due within this many seconds is waited for inside ``tick``.
+TICK_LOOKAHEAD_S = 1.1
+
+
+class RequestFailed(Exception):
+    """What Locust's statistics see for a failed request: the record's error text."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+@dataclass
+class Measurement:
+    start: float  # unix seconds
+    started: float  # perf_counter at start
+    phase: str
+    status: int = 0
+    error: str = ""
+    ttft_ms: float | None = None
+    output_tokens: int = 0
+    replica: str = ""
+    received: int = 0  # body bytes read
+    elapsed: float | None = None  # seconds, set when the response is complete
+
+
+def describe(exc: BaseException) -> str:
+    """Short error text for a failed request; timeouts are always exactly ``timeout``."""
+    original = getattr(exc, "original", None)
+    while isinstance(exc, ClientConnectionError) and isinstance(original, BaseException):
+        exc, original = original, getattr(original, "original", None)
+    if isinstance(exc, TimeoutError | gevent.Timeout):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, HTTPConnectionClosed):
+        return "connection closed"
+    if isinstance(exc, HTTPParseError):
+        return one_line(f"bad response: {exc}")
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+class OpenAIStreamUser(FastHttpUser):
+    """POSTs streaming ``/v1/completions`` and records TTFT, tokens, status and replica."""
+
+    wait_time = constant(LOAD.wait_s)
+    network_timeout = LOAD.request_timeout_s
+    connection_timeout = LOAD.request_timeout_s
+    max_retries = 0
+    _numbers = itertools.count()
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self._rng = random.Random(f"{LOAD.seed}:{next(self._numbers)}")
+        agent = self.client.client
+        agent.valid_response_codes = ALL_STATUSES  # type: ignore[misc]
+        agent.redirect_response_codes = frozenset()  # type: ignore[misc]
+        self._url = (self.host or "").rstrip("/") + PATH
+
+    def _body(self) -> str:
+        prompt = " ".join(self._rng.choice(WORDS) for _ in range(LOAD.prompt_words))
+        return json.dumps(
+            {"model": MODEL, "prompt": prompt, "max_tokens": LOAD.max_tokens, "stream": True}
+        )
+
+    @task
+    def complete(self) -> None:
+        if STOPPING.is_set():  # the run is ending: start nothing new
+            raise StopUser()
+        # The request runs in a greenlet of its own, so a user stopped mid-request (a
+        # ramp-down, the end of the run) never cuts it short: it completes and is recorded.
+        INFLIGHT.spawn(self._measured_request).join()
+
+    def _measured_request(self) -> None:
+        start = time.time()
+        m = Measurement(start=start, started=time.perf_counter(), phase=phase_at(SHAPE, start - T0))
+        try:
+            self._exchange(m)
+        except Exception as exc:  # a bug in the measuring code: still one record
+            log.exception("measuring a request failed")
+            m.error = m.error or one_line(f"client error: {type(exc).__name__}: {exc}")
+        except BaseException:  # killed at exit after --stop-timeout (GreenletExit)
+            m.error = m.error or "cancelled: load stopped"
+            self._finish(m)
+            raise
+        self._finish(m)
+
+    def _exchange(self, m: Measurement) -> None:
+        body = self._body()
+        response = None
+        try:
+            response = self.client.client.urlopen(
+                self._url, method="POST", payload=body, headers=HEADERS
+            )
+            m.status = response.status_code
+            replica = response.headers.get(REPLICA_HEADER) if response.headers else None
+            m.replica = replica if isinstance(replica, str) else ""
+            stream = response.stream
+            if m.status >= 400:
+                excerpt = stream.read(ERROR_BODY_BYTES)
+                m.received = len(excerpt)
+                m.error = http_error(m.status, excerpt)
+                m.elapsed = time.perf_counter() - m.started
+                return
+            self._read_events(m, stream)
+            if m.error:
+                return
+            # the end of the chunked body after [DONE], so the connection can be reused
+            with contextlib.suppress(OSError, HTTPParseError, gevent.Timeout):
+                m.received += len(stream.read())
+        except (OSError, HTTPParseError, ClientConnectionError, gevent.Timeout) as exc:
+            m.error = describe(exc)
+        finally:
+            if response is not None:
+                response.release()  # closes the socket unless the body was read to its end
+
+    def _read_events(self, m: Measurement, stream: Any) -> None:
+        """Read SSE lines as they arrive; ``readline`` returns each line on its own packet."""
+        while True:
+            try:
+                line: bytes = stream.readline(b"\n")
+            except (HTTPParseError, ConnectionResetError, BrokenPipeError) as exc:
+                # the connection closed or broke before [DONE] (a timeout propagates)
+                log.debug("stream cut: %s", describe(exc))
+                line = b""
+            if not line:
+                m.error = "stream ended early"
+                return
+            m.received += len(line)
+            kind, text = classify_line(line)
+            if kind == "token":
+                m.output_tokens += 1
+                if m.ttft_ms is None:
+                    m.ttft_ms = (time.perf_counter() - m.started) * 1000.0
+            elif kind == "done":
+                m.elapsed = time.perf_counter() - m.started
+                return
+            elif kind == "error":
+                m.error = text
+                return
+
+    def _finish(self, m: Measurement) -> None:
+        elapsed = m.elapsed if m.elapsed is not None else time.perf_counter() - m.started
+        latency_ms = elapsed * 1000.0
+        record = {
+            "start": f"{m.start:.6f}",
+            "end": f"{m.start + elapsed:.6f}",
+            "latency_ms": f"{latency_ms:.3f}",
+            "ttft_ms": None if m.ttft_ms is None else f"{m.ttft_ms:.3f}",
+            "output_tokens": m.output_tokens,
+            "status": m.status,
+            "error": m.error,
+            "replica": m.replica,
+            "phase": m.phase,
+        }
+        try:
+            RECORDS.write(record)
+        except Exception:
+            log.exception("writing a request record failed: %s", record)
+        try:
+            self.environment.events.request.fire(
+                request_type="POST",
+                name=PATH,
+                response_time=latency_ms,
+                response_length=m.received,
+                response=None,
+                context=self.context(),
+                exception=RequestFailed(m.error) if m.error else None,
+                start_time=m.start,
+                url=self._url,
+            )
+        except Exception:
+            log.exception("reporting a request to Locust failed")
+
+
+class SpikeShape(LoadTestShape):
+    """Baseline users, a spike, baseline again; ends after ``duration_s``.
+
+    The clock is the harness's ``t0`` (not Locust's start), so user counts, the phase in
+    each record and the phase events on the timeline agree. The first tick waits for
+    ``t0``; a change due before the next tick (Locust ticks about once a second) is waited
+    for, so counts change on time even for boundaries that are not whole seconds.
+    """
+
+    def tick(self) -> tuple[int, float] | None:
+        # Locust calls this about once a second; a change due before the next call is
+        # waited for here, so counts change (and the load ends) on time, not up to 1 s late.
+        now = time.time() - T0
+        change = next_change(SHAPE, max(now, 0.0))
+        if now < 0 or (change is not None and change - now < TICK_LOOKAHEAD_S):
+            target = 0.0 if now < 0 else change
+            assert target is not None
+            gevent.sleep(max(0.0, target - now))
+            now = max(time.time() - T0, target)
+        users = users_at(SHAPE, now)
+        if users is None:
+            return None
+        return users, SHAPE.spawn_rate
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_kwargs: Any) -> None:
+    """SIGINT ends the run the way the end of the shape does.
+
+    The handler runs in a greenlet of its own (Python's default would raise
+    KeyboardInterrupt in whatever greenlet runs, possibly a user mid-request) and stops
+    the shape greenlet; Locust's headless main then stops the users (letting in-flight
+    requests finish within ``--stop-timeout``) and writes its summary, exactly once.
+    """
+
+    def _stop() -> None:
+        runner = environment.runner
+        if runner is None or runner.state in (STATE_CLEANUP, STATE_STOPPING, STATE_STOPPED):
+            return
+        log.warning("SIGINT: stopping the load")
+        if runner.shape_greenlet is not None:
+            runner.shape_greenlet.kill(block=False)
+        else:
+            runner.quit()
+
+    gevent.signal_handler(signal.SIGINT, _stop)
+
+
+@events.test_stopping.add_listener
+def _on_test_stopping(**_kwargs: Any) -> None:
+    STOPPING.set()
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_kwargs: Any) -> None:
+    # Requests still in flight (their users are gone) get --stop-timeout to finish, then
+    # are cancelled; either way each leaves its record.
+    if len(INFLIGHT):
+        INFLIGHT.join(timeout=environment.stop_timeout or 0.0)
+        INFLIGHT.kill(block=True, timeout=5.0)
+    # Locust's CSV writer refreshes the stats files once a second and not at exit: give it
+    # one more pass so the summary holds every request.
+    options = environment.parsed_options
+    if options is not None and getattr(options, "csv_prefix", None):
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.25)
