@@ -1,0 +1,42 @@
+"""Scoring: SLIs from the request log, recovery analytics and the scorecard with its verdict.
+
+See :mod:`harness.scoring.slis`, :mod:`harness.scoring.recovery` and
+:mod:`harness.scoring.scorecard` for the exact definitions.
+"""
+
+from harness.scoring.recovery import analyze_recovery, holding_seconds
+from harness.scoring.scorecard import (
+    build_scorecard,
+    fault_window,
+    run_window,
+    scorecard_table,
+    write_per_second,
+)
+from harness.scoring.slis import (
+    DEFAULT_TIMEOUT_MS,
+    PER_SECOND_COLUMNS,
+    effective_latency_ms,
+    effective_ttft_ms,
+    failed_mask,
+    overall,
+    per_second,
+    read_requests,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT_MS",
+    "PER_SECOND_COLUMNS",
+    "analyze_recovery",
+    "build_scorecard",
+    "effective_latency_ms",
+    "effective_ttft_ms",
+    "failed_mask",
+    "fault_window",
+    "holding_seconds",
+    "overall",
+    "per_second",
+    "read_requests",
+    "run_window",
+    "scorecard_table",
+    "write_per_second",
+]
