@@ -1,0 +1,56 @@
+"""The run that Chaos Toolkit activities act on.
+
+chaoslib calls activities as plain functions in this process; they find the platform, the
+timeline and the run folder here. ``gpuchaos run`` activates a context around
+``run_experiment``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import HarnessSpec
+from harness.errors import ChaosError
+from harness.platforms.base import Platform
+from harness.timeline import Timeline
+
+
+@dataclass
+class RunContext:
+    platform: Platform
+    timeline: Timeline
+    run_dir: Path
+    spec: HarnessSpec
+    t0: float  # load start, unix seconds
+
+
+_lock = threading.Lock()
+_current: RunContext | None = None
+
+
+def current() -> RunContext:
+    """The active run; activities call this. Raises ChaosError outside ``gpuchaos run``."""
+    with _lock:
+        ctx = _current
+    if ctx is None:
+        raise ChaosError(
+            "no gpuchaos run is active: run this experiment with `gpuchaos run`, "
+            "which deploys the workload these activities act on"
+        )
+    return ctx
+
+
+@contextmanager
+def activate(ctx: RunContext) -> Iterator[RunContext]:
+    global _current
+    with _lock:
+        _current = ctx
+    try:
+        yield ctx
+    finally:
+        with _lock:
+            _current = None

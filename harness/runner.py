@@ -1,0 +1,145 @@
+"""The loop of ``gpuchaos run``: deploy, load, chaos, stop, score.
+
+Everything started is stopped in ``finally`` blocks, on success, on error, on Ctrl-C and on
+SIGTERM (which is turned into the same interrupt). A run that is cut short still leaves a
+scorable folder: records are flushed as they come, and the scorecard is written anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import __version__
+from harness.chaos.context import RunContext, activate
+from harness.errors import ChaosError, HarnessError, LoadError, RunAborted
+from harness.experiment import Experiment
+from harness.load import LocustRunner
+from harness.platforms.local import LocalPlatform
+from harness.rundir import EXPERIMENT_FILE, JOURNAL_FILE, TELEMETRY_FILE
+from harness.scoring.rundir import score_run_dir
+from harness.telemetry import TelemetrySampler
+from harness.timeline import TIMELINE_FILE, Timeline
+
+log = logging.getLogger(__name__)
+
+#: chaoslib settings for every run: rollbacks run even when the method was interrupted.
+CHAOS_SETTINGS: dict[str, Any] = {"runtime": {"rollbacks": {"strategy": "always"}}}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    scorecard: dict[str, Any]
+    exit_code: int
+    error: HarnessError | None = None
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def _journal_failure(journal: dict[str, Any]) -> str | None:
+    """The first failed activity of the method or rollbacks, as one line."""
+    for section in ("run", "rollbacks"):
+        for run in journal.get(section) or []:
+            if run.get("status") == "failed":
+                exc = run.get("exception") or []
+                last = exc[-1].strip() if exc else "failed"
+                name = (run.get("activity") or {}).get("name", "?")
+                return f"activity '{name}' failed: {last}"
+    return None
+
+
+def _sleep_while_loading(load: LocustRunner, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not load.running:
+            raise LoadError("Locust stopped before the experiment began; see locust.log")
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def execute(experiment: Experiment, run_dir: Path) -> RunResult:
+    """Run ``experiment`` with its results in ``run_dir``; returns the scorecard and exit code."""
+    from chaoslib.experiment import run_experiment
+
+    spec = experiment.spec
+    (run_dir / EXPERIMENT_FILE).write_text(
+        yaml.safe_dump(experiment.document, sort_keys=False), encoding="utf-8"
+    )
+    timeline = Timeline(run_dir / TIMELINE_FILE)
+    timeline.emit("run_start", experiment.name, {"harness_version": __version__})
+    platform = LocalPlatform(spec.platform, spec.workload, timeline, run_dir / "logs")
+    telemetry = TelemetrySampler(platform, run_dir / TELEMETRY_FILE, spec.telemetry_interval_s)
+    load = LocustRunner(spec.load, "", run_dir, timeline)
+    error: HarnessError | None = None
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main else None
+    try:
+        log.info("starting the workload on the local platform")
+        platform.start()
+        telemetry.start()
+        load = LocustRunner(spec.load, platform.endpoint, run_dir, timeline)
+        load.start()
+        log.info("load started against %s; warming up %.0f s", platform.endpoint, spec.warmup_s)
+        _sleep_while_loading(load, spec.warmup_s)
+        ctx = RunContext(platform, timeline, run_dir, spec, load.t0)
+        with activate(ctx):
+            journal = run_experiment(experiment.document, settings=CHAOS_SETTINGS)
+        (run_dir / JOURNAL_FILE).write_text(json.dumps(journal, indent=2, default=str))
+        if journal.get("status") == "interrupted":
+            raise KeyboardInterrupt("experiment interrupted")
+        failure = _journal_failure(journal)
+        if failure:
+            raise ChaosError(failure)
+        before = (journal.get("steady_states") or {}).get("before") or {}
+        if before and not before.get("steady_state_met"):
+            log.warning(
+                "the steady-state hypothesis did not hold before the method: "
+                "no fault was injected (the service missed its SLOs under load alone)"
+            )
+        remaining = spec.load.shape.duration_s - (time.time() - load.t0)
+        if remaining > 0:
+            log.info("experiment done; load runs %.0f s more", remaining)
+            load.wait(remaining + 15)
+    except KeyboardInterrupt as exc:
+        error = RunAborted(f"run interrupted ({exc or 'Ctrl-C'}); faults reverted, partial results")
+        timeline.emit("abort", experiment.name, {"reason": str(error)})
+    except HarnessError as exc:
+        error = exc
+        timeline.emit("abort", experiment.name, {"reason": str(exc)})
+    finally:
+        _teardown(load, telemetry, platform)
+        timeline.emit("run_end", experiment.name)
+        timeline.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    scorecard = score_run_dir(run_dir)
+    exit_code = 2 if error is not None else int(scorecard["exit_code"])
+    return RunResult(run_dir, scorecard, exit_code, error)
+
+
+def _teardown(load: LocustRunner, telemetry: TelemetrySampler, platform: LocalPlatform) -> None:
+    """Stop load, telemetry and platform; a second Ctrl-C must not skip any of them."""
+    for what, stop in (
+        ("load", load.stop),
+        ("telemetry", telemetry.stop),
+        ("platform", platform.stop),
+    ):
+        for _ in range(3):
+            try:
+                stop()
+                break
+            except KeyboardInterrupt:
+                log.warning("interrupted while stopping %s; stopping it again", what)
+            except Exception:
+                log.exception("stopping %s failed", what)
+                break

@@ -1,0 +1,194 @@
+"""The whole loop, for real: `gpuchaos run` deploys the workload on the local platform,
+spikes traffic with Locust, kills a node through Chaos Toolkit, and scores the recovery."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = ROOT / "experiments" / "gpu-node-loss.yaml"
+
+# A short version of the catalog experiment (about 45 s of load).
+SHORT = {
+    "duration_s": 40,
+    "warmup_s": 5,
+    "baseline_users": 3,
+    "spike_start_s": 8,
+    "spike_duration_s": 20,
+    "fault_delay_s": 5,
+    "node_down_s": 8,
+    "recovery_wait_s": 8,
+}
+
+
+def _cmd(out: Path, **overrides: object) -> list[str]:
+    args = [sys.executable, "-m", "harness", "run", str(EXPERIMENT), "--out", str(out)]
+    for k, v in {**SHORT, **overrides}.items():
+        args += ["--var", f"{k}={v}"]
+    return args
+
+
+def _events(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "timeline.jsonl").read_text().splitlines() if x]
+
+
+def _first(events: list[dict], kind: str, target: str | None = None, after: float = 0) -> dict:
+    for e in events:
+        if e["kind"] == kind and (target is None or e["target"] == target) and e["time"] >= after:
+            return e
+    raise AssertionError(f"no {kind} {target or ''} after {after} in timeline")
+
+
+def _pids_started(events: list[dict]) -> list[int]:
+    pids = [e["details"]["pid"] for e in events if e["kind"] == "replica_start"]
+    pids += [e["details"]["pid"] for e in events if e["kind"] == "load_start"]
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.fixture(scope="module")
+def node_loss_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    proc = subprocess.run(
+        _cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    return out, proc.returncode, proc.stdout + proc.stderr
+
+
+def test_run_completes_and_leaves_every_file(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, code, output = node_loss_run
+    assert code in (0, 1), output
+    for name in (
+        "experiment.yaml",
+        "journal.json",
+        "requests.csv",
+        "timeline.jsonl",
+        "telemetry.csv",
+        "scorecard.json",
+        "harness.log",
+    ):
+        assert (run_dir / name).is_file(), name
+    assert f"results: {run_dir}" in output
+    journal = json.loads((run_dir / "journal.json").read_text())
+    assert journal["status"] == "completed"
+    assert [r["activity"]["name"] for r in journal["rollbacks"]] == ["restore-gpu-node"]
+
+
+def test_killed_node_replicas_got_new_pids(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, _, _ = node_loss_run
+    events = _events(run_dir)
+    down = _first(events, "node_down", "node-a")
+    killed = set(down["details"]["pids"])
+    assert killed
+    restarted = _first(events, "replica_ready", "node-a-0", after=down["time"])
+    assert restarted["details"]["pid"] not in killed
+    # the survivor node was never touched
+    assert not [e for e in events if e["kind"] == "node_down" and e["target"] == "node-b"]
+    assert all(not _alive(p) for p in _pids_started(events)), "a process outlived the run"
+
+
+def test_requests_failed_during_fault_and_recovered(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, _, _ = node_loss_run
+    events = _events(run_dir)
+    fault = _first(events, "fault_start", "node-a")
+    back = _first(events, "replica_ready", "node-a-0", after=fault["time"])
+    with open(run_dir / "requests.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows
+    failed = lambda r: r["status"] != "200" or r["error"] != ""  # noqa: E731
+    before = [r for r in rows if float(r["end"]) < fault["time"]]
+    during = [r for r in rows if fault["time"] <= float(r["end"]) <= fault["time"] + 3]
+    after = [r for r in rows if float(r["start"]) > back["time"] + 3]
+    assert before and during and after
+    lat = lambda rs: sorted(float(r["latency_ms"]) for r in rs)  # noqa: E731
+    p90 = lambda xs: xs[int(0.9 * (len(xs) - 1))]  # noqa: E731
+    slowed = p90(lat(during)) > p90(lat(before))
+    assert any(failed(r) for r in during) or slowed, "the fault had no visible effect"
+    assert not any(failed(r) for r in after), "the service did not recover"
+    # traffic after the node returned reached the restarted replica again
+    assert any(r["replica"] == "node-a-0" for r in after)
+
+
+def test_time_to_recover_lies_inside_fault_window(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, _, _ = node_loss_run
+    events = _events(run_dir)
+    fault = _first(events, "fault_start", "node-a")
+    back = _first(events, "replica_ready", "node-a-0", after=fault["time"])
+    card = json.loads((run_dir / "scorecard.json").read_text())
+    rec = card["recovery"]
+    assert rec["recovered"] is True
+    ttr = rec["time_to_recover_s"]
+    assert ttr is not None
+    # within one one-second bucket of the window between the fault and the replica's return
+    assert 0 <= ttr <= back["time"] - fault["time"] + 1.0
+    names = {s["name"] for s in card["slos"]}
+    assert {"p99_latency_ms", "error_rate", "recovery_s"} <= names
+    assert card["verdict"] in ("pass", "fail")
+
+
+def test_score_reproduces_scorecard(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, code, _ = node_loss_run
+    saved = (run_dir / "scorecard.json").read_text()
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "score", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == code
+    assert (run_dir / "scorecard.json").read_text() == saved
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_fault_reverts_and_leaves_nothing(tmp_path: Path, sig: int) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _cmd(out, node_down_s=60, duration_s=90, spike_duration_s=30),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            tl = out / "timeline.jsonl"
+            if tl.is_file() and any(e["kind"] == "node_down" for e in _events(out)):
+                break
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the node was never taken down")
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 2, output
+    assert "interrupted" in output
+    events = _events(out)
+    kinds = [e["kind"] for e in events]
+    assert "abort" in kinds and "fault_end" in kinds
+    assert any(e["kind"] == "node_up" and e["target"] == "node-a" for e in events)
+    assert all(not _alive(p) for p in _pids_started(events)), "a process outlived the run"
+    card = json.loads((out / "scorecard.json").read_text())
+    assert card["verdict"] == "aborted"
+    assert os.path.getsize(out / "requests.csv") > 0
