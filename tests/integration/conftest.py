@@ -1,0 +1,112 @@
+"""Shared integration fixtures.
+
+`llm_server`: the reference LLM server (`python -m workloads.llm`, tiny model on the CPU) as a
+real subprocess on a free port of 127.0.0.1, Ready before the test starts, killed afterwards.
+`run_llm_server` starts one with other arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LLM_READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class LLMServer:
+    """A running `workloads.llm` process."""
+
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    replica_id: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    """An ephemeral port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextmanager
+def run_llm_server(
+    log_dir: Path,
+    *extra_args: str,
+    replica_id: str | None = None,
+    ready_timeout: float = LLM_READY_TIMEOUT_S,
+) -> Iterator[LLMServer]:
+    """Start the server, wait until /health/ready says 200 (failing early, with its log, if it
+    exits first), yield it, and always stop it (SIGTERM, then SIGKILL)."""
+    port = free_port()
+    rid = replica_id or f"test-replica-{port}"
+    log_path = log_dir / f"llm-{port}.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "workloads.llm",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--replica-id",
+        rid,
+        *extra_args,
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = LLMServer(f"http://127.0.0.1:{port}", port, proc, rid, log_path)
+    try:
+        deadline = time.monotonic() + ready_timeout
+        with httpx.Client(timeout=2.0) as client:
+            while True:
+                code = proc.poll()
+                if code is not None:
+                    pytest.fail(f"llm server exited with {code} before Ready:\n{server.log()}")
+                try:
+                    if client.get(f"{server.url}/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    pytest.fail(f"llm server not Ready after {ready_timeout} s:\n{server.log()}")
+                time.sleep(0.05)
+        yield server
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
+    """One tiny-model server per test module (max batch 8)."""
+    with run_llm_server(tmp_path_factory.mktemp("llm"), "--max-batch-size", "8") as server:
+        yield server

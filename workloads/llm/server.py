@@ -1,0 +1,392 @@
+"""The HTTP layer: an OpenAI-style completions API, health checks and Prometheus metrics.
+
+The server binds its port before the model loads: a loader thread imports torch, builds and
+warms up the model and then becomes the engine thread, while /health/live already answers and
+/health/ready says 503 until the engine is warm. The event loop never runs the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from workloads.llm.config import ServerSettings
+from workloads.llm.events import ErrorEvent, GenerationEvent, GenerationRequest, TokenEvent
+from workloads.llm.metrics import STARTUP_STAGES, Metrics
+from workloads.llm.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from workloads.llm.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+REPLICA_HEADER = "x-replica-id"
+DEFAULT_MAX_TOKENS = 16
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+class ReplicaHeaderMiddleware:
+    """Adds `x-replica-id` to every HTTP response, errors included (wraps the whole app)."""
+
+    def __init__(self, app: ASGIApp, replica_id: str) -> None:
+        self.app = app
+        self._header = (REPLICA_HEADER.encode("latin-1"), replica_id.encode("latin-1"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), self._header]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+class CompletionRequest(BaseModel):
+    """The fields of an OpenAI completions request that matter here; others are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    prompt: str | list[str]
+    max_tokens: StrictInt | None = None
+    stream: StrictBool = False
+    stream_options: dict[str, Any] | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt is supported")
+        return value
+
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+
+def _error(status: int, message: str, kind: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}},
+        status_code=status,
+    )
+
+
+def _bad_request(message: str) -> JSONResponse:
+    return _error(400, message, "invalid_request_error")
+
+
+def _unavailable(message: str) -> JSONResponse:
+    return _error(503, message, "service_unavailable")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _sse(payload: dict[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+class Replica:
+    """The state of one server process: settings, metrics, tokenizer and (once loaded) engine."""
+
+    def __init__(self, settings: ServerSettings, metrics: Metrics, started: float) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.started = started
+        self.config = settings.model_config
+        self.tokenizer = Tokenizer(self.config.vocab_size)
+        self.engine: Engine | None = None
+        self.failure: str | None = None
+        self.on_fatal: Callable[[], None] = lambda: None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and self.engine.ready
+
+    def start_loading(self) -> None:
+        self._thread = threading.Thread(target=self._load_and_serve, name="llm-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    def _load_and_serve(self) -> None:
+        try:
+            engine = self._load()
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            logger.exception("model load failed; exiting")
+            self.on_fatal()
+            return
+        self.engine = engine
+        engine.serve_forever()
+
+    def _load(self) -> Engine:
+        s = self.settings
+        t0 = time.perf_counter()
+        import torch
+
+        from workloads.llm.engine import Engine
+
+        torch.set_num_threads(s.threads)
+        import_seconds = time.perf_counter() - t0
+        engine = Engine(s.model, s.device, s.max_batch_size, seed=s.seed, metrics=self.metrics)
+        times = engine.load()
+        stages = dict(
+            zip(
+                STARTUP_STAGES,
+                (import_seconds, times.device_init, times.weights, times.warmup),
+                strict=True,
+            )
+        )
+        for stage, seconds in stages.items():
+            self.metrics.startup_stage(stage, seconds)
+        self.metrics.ready.set(1)
+        logger.info(
+            "ready: model %s on %s, replica %s; startup import %.2f s, device init %.2f s, "
+            "weights %.2f s, warm-up %.2f s (%.2f s since launch)",
+            self.config.name,
+            s.device,
+            s.replica_id,
+            *stages.values(),
+            time.perf_counter() - self.started,
+        )
+        return engine
+
+
+def create_app(replica: Replica) -> FastAPI:
+    """The FastAPI app (without the replica header; `build_asgi_app` adds it)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        replica.start_loading()
+        yield
+        replica.stop()
+
+    app = FastAPI(
+        title="gpuchaos reference LLM server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    settings = replica.settings
+    config = replica.config
+    created = int(time.time())
+
+    @app.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive", "replica_id": settings.replica_id}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        if replica.ready:
+            return JSONResponse({"status": "ready", "replica_id": settings.replica_id})
+        status = "failed" if replica.failure else "loading"
+        return JSONResponse({"status": status, "replica_id": settings.replica_id}, 503)
+
+    app.add_api_route("/health", ready, methods=["GET"])
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": config.name,
+                    "object": "model",
+                    "created": created,
+                    "owned_by": "gpuchaos",
+                    "max_model_len": config.n_ctx,
+                }
+            ],
+        }
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return _bad_request(f"invalid JSON body: {exc}")
+        if not isinstance(body, dict):
+            return _bad_request("the body must be a JSON object")
+        try:
+            req = CompletionRequest.model_validate(body)
+        except ValidationError as exc:
+            return _bad_request(_validation_message(exc))
+        max_tokens = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
+        if not 1 <= max_tokens <= settings.max_tokens_limit:
+            return _bad_request(
+                f"max_tokens must be between 1 and {settings.max_tokens_limit}, got {max_tokens}"
+            )
+        engine = replica.engine
+        if engine is None or not engine.ready:
+            return _unavailable("the model is not ready")
+        prompt_ids = replica.tokenizer.encode_prompt(req.prompt_text(), config.n_ctx)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationEvent] = asyncio.Queue()
+
+        def sink(event: GenerationEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        generation = GenerationRequest(prompt_ids, max_tokens, sink)
+        try:
+            engine.submit(generation)
+        except RuntimeError as exc:
+            return _unavailable(str(exc))
+        try:
+            first = await queue.get()
+        except asyncio.CancelledError:
+            generation.cancel()
+            raise
+        if isinstance(first, ErrorEvent):
+            return _unavailable(first.message)
+        completion_id = f"cmpl-{uuid.uuid4().hex}"
+        base = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": config.name,
+        }
+
+        def usage(completion_tokens: int) -> dict[str, int]:
+            return {
+                "prompt_tokens": len(prompt_ids),
+                "completion_tokens": completion_tokens,
+                "total_tokens": len(prompt_ids) + completion_tokens,
+            }
+
+        if req.stream:
+            include_usage = bool((req.stream_options or {}).get("include_usage"))
+            return StreamingResponse(
+                _stream(replica.tokenizer, generation, queue, first, base, usage, include_usage),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+        tokens: list[int] = []
+        event: GenerationEvent = first
+        try:
+            while True:
+                if isinstance(event, ErrorEvent):
+                    return _unavailable(event.message)
+                tokens.append(event.token_id)
+                if event.finish_reason is not None:
+                    break
+                event = await queue.get()
+        finally:
+            generation.cancel()
+        choice = {
+            "text": replica.tokenizer.decode(tokens),
+            "index": 0,
+            "logprobs": None,
+            "finish_reason": event.finish_reason,
+        }
+        return JSONResponse({**base, "choices": [choice], "usage": usage(len(tokens))})
+
+    return app
+
+
+async def _stream(
+    tokenizer: Tokenizer,
+    generation: GenerationRequest,
+    queue: asyncio.Queue[GenerationEvent],
+    first: TokenEvent,
+    base: dict[str, Any],
+    usage: Callable[[int], dict[str, int]],
+    include_usage: bool,
+) -> AsyncGenerator[bytes, None]:
+    """Server-sent events: one chunk per token as it arrives, then `[DONE]`."""
+    event: GenerationEvent = first
+    count = 0
+    try:
+        while True:
+            if isinstance(event, ErrorEvent):
+                error = {"message": event.message, "type": "service_unavailable"}
+                yield _sse({"error": {**error, "param": None, "code": event.status}})
+                break
+            count += 1
+            choice = {
+                "text": tokenizer.piece(event.token_id),
+                "index": 0,
+                "logprobs": None,
+                "finish_reason": event.finish_reason,
+            }
+            yield _sse({**base, "choices": [choice]})
+            if event.finish_reason is not None:
+                if include_usage:
+                    yield _sse({**base, "choices": [], "usage": usage(count)})
+                break
+            event = await queue.get()
+        yield _sse("[DONE]")
+    finally:
+        generation.cancel()
+
+
+def build_asgi_app(replica: Replica) -> ASGIApp:
+    """The app as served: FastAPI wrapped so every response carries the replica header."""
+    return ReplicaHeaderMiddleware(create_app(replica), replica.settings.replica_id)
+
+
+def serve(settings: ServerSettings, started: float | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 on a clean stop, 1 if the model failed to load."""
+    metrics = Metrics(settings.model, settings.replica_id, settings.device)
+    replica = Replica(settings, metrics, time.perf_counter() if started is None else started)
+    config = uvicorn.Config(
+        build_asgi_app(replica),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+    )
+    server = uvicorn.Server(config)
+
+    def fatal() -> None:
+        server.should_exit = True
+
+    replica.on_fatal = fatal
+    logger.info(
+        "serving %s on http://%s:%d (device %s, replica %s); loading the model",
+        settings.model,
+        settings.host,
+        settings.port,
+        settings.device,
+        settings.replica_id,
+    )
+    server.run()
+    if replica.failure is not None:
+        logger.error("exiting: %s", replica.failure)
+        return 1
+    return 0
