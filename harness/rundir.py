@@ -31,4 +31,4 @@ def new_run_dir(experiment_name: str, out: str | Path | None, root: Path = Path(
             path = root / f"{stamp}-{experiment_name}-{n}"
     path.mkdir(parents=True, exist_ok=True)
     (path / "logs").mkdir(exist_ok=True)
-    return path
+    return path.resolve()

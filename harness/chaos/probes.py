@@ -36,8 +36,8 @@ def slo_window(window_s: float = 5.0) -> dict[str, Any]:
         objective = getattr(slos, name)
         measured = figures.get(key)
         if objective is not None:
-            checks[name] = measured is not None and not math.isnan(measured) and (
-                measured <= objective
+            checks[name] = (
+                measured is not None and not math.isnan(measured) and (measured <= objective)
             )
     result = {"window_s": window_s, "figures": figures, "checks": checks}
     log.info("SLO window %.0fs: %s", window_s, checks)

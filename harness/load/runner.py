@@ -96,7 +96,7 @@ class LocustRunner:
     ) -> None:
         self.spec = spec
         self.endpoint = endpoint.rstrip("/")
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()
         self.timeline = timeline
         self.first_record_timeout_s = first_record_timeout_s
         # how long Locust lets in-flight requests finish when users are stopped (ramp-down,

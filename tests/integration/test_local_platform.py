@@ -102,7 +102,7 @@ def test_start_serves_through_router(started: tuple[LocalPlatform, Timeline]) ->
 
 
 def keep_alive_client_on(endpoint: str, replica_id: str) -> httpx.Client:
-    """A client whose pooled keep-alive connection is pinned to ``replica_id``."""
+    """A keep-alive client whose last request was served by ``replica_id``."""
     for _ in range(4):
         client = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=1))
         resp = client.post(f"{endpoint}/v1/completions", json=COMPLETION)
@@ -123,7 +123,7 @@ def test_node_down_then_up(started: tuple[LocalPlatform, Timeline]) -> None:
     assert pids == list(old.values())
     assert not any(psutil.pid_exists(pid) for pid in pids)
     assert [r.state for r in platform.replicas() if r.node == "node-a"] == ["down"]
-    try:  # the router closed its connection to node-a-0; the client reconnects
+    try:  # the same keep-alive connection now gets node-b-0
         resp = pinned.post(f"{platform.endpoint}/v1/completions", json=COMPLETION)
     finally:
         pinned.close()
@@ -149,6 +149,16 @@ def test_node_down_then_up(started: tuple[LocalPlatform, Timeline]) -> None:
     assert kinds.index("node_up") < kinds.index("replica_start") < kinds.index("replica_ready")
     (start,) = events_since(timeline, mark, "replica_start")
     assert start["details"]["pid"] == new_pid
+
+    # routing is per request: one keep-alive client reaches the returned replica again
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=1)) as client:
+        seen = {
+            client.post(f"{platform.endpoint}/v1/completions", json=COMPLETION).headers[
+                "x-replica-id"
+            ]
+            for _ in range(6)
+        }
+    assert seen == {"node-a-0", "node-b-0"}
 
 
 def test_unknown_node_is_an_error(started: tuple[LocalPlatform, Timeline]) -> None:

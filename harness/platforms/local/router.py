@@ -1,15 +1,20 @@
-"""The router of the local platform: an L4 TCP proxy to the Ready replicas (like a Service).
+"""The router of the local platform: an HTTP/1.1 reverse proxy to the Ready replicas.
 
-Each accepted connection is pinned to one Ready replica, picked round-robin, and bytes are
-piped both ways until a side closes, so keep-alive and streaming just work. When a replica
-leaves the Ready set its connections are closed and clients reconnect to a Ready one. With
-no Ready replica the client gets a minimal ``503``.
+Like the L7 gateway in front of a real inference deployment (a Service behind Envoy or
+the Gateway API inference extension), it routes each request, not each connection, to
+the Ready replica with the fewest requests in flight (round-robin among ties), so
+capacity that comes back is used at once even by keep-alive clients. Responses are
+streamed through as they arrive (server-sent events included). A replica that dies
+mid-response cuts the client's response, as a real proxy does; a connection refused by
+a replica that just died is retried once on another one. With no Ready replica the
+client gets ``503`` with ``x-replica-id: none``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import threading
 from collections.abc import Mapping
@@ -20,218 +25,287 @@ NO_READY_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\n"
     b"Content-Type: text/plain\r\n"
     b"Content-Length: 18\r\n"
-    b"Connection: close\r\n"
     b"x-replica-id: none\r\n"
     b"\r\n"
     b"no ready replicas\n"
 )
-_REJECT_LINGER_S = 1.0  # how long to wait for a request (and drain it) before closing
+BAD_GATEWAY_RESPONSE = (
+    b"HTTP/1.1 502 Bad Gateway\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Content-Length: 24\r\n"
+    b"Connection: close\r\n"
+    b"x-replica-id: none\r\n"
+    b"\r\n"
+    b"replica connection lost\n"
+)
+BAD_REQUEST_RESPONSE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _CONNECT_TIMEOUT_S = 2.0
-
-Backend = tuple[str, int]  # (replica id, port)
-
-
-class _Pipe(asyncio.Protocol):
-    """One side of a proxied connection; forwards what it reads to its peer."""
-
-    def __init__(self, conn: _Connection) -> None:
-        self.conn = conn
-        self.peer: _Pipe | None = None
-        self.transport: asyncio.Transport | None = None
-        self.eof = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        peer = self.peer
-        if peer is not None and peer.transport is not None:
-            peer.transport.write(data)
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        peer = self.peer
-        if peer is None or peer.transport is None or peer.eof:
-            self.conn.close()
-            return False
-        if peer.transport.can_write_eof():
-            peer.transport.write_eof()
-        return True  # keep the other direction open (half-close)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        self.conn.close()
-
-    def pause_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.peer is not None and self.peer.transport is not None:
-            self.peer.transport.resume_reading()
+_HEAD_LIMIT = 64 * 1024
+_COPY_CHUNK = 64 * 1024
+_IO_ERRORS = (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError)
 
 
-class _ClientPipe(_Pipe):
-    """The client side: holds reading until the upstream connection is made."""
+class _Head:
+    """A parsed HTTP/1.1 message head: start line and lower-cased header names."""
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        assert self.transport is not None
-        self.transport.pause_reading()
-        self.conn.router.opened(self.conn)
+    __slots__ = ("headers", "raw", "start")
 
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        lines = raw.split(b"\r\n")
+        self.start = lines[0]
+        self.headers: dict[bytes, bytes] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, _, value = line.partition(b":")
+            self.headers[name.strip().lower()] = value.strip()
 
-class _Connection:
-    """A client connection and, once connected, its upstream replica connection."""
+    def header(self, name: bytes) -> bytes:
+        return self.headers.get(name, b"")
 
-    def __init__(self, router: _RouterCore) -> None:
-        self.router = router
-        self.client: _Pipe = _ClientPipe(self)
-        self.upstream = _Pipe(self)
-        self.backend: Backend | None = None
-        self.closed = False
+    def keep_alive(self) -> bool:
+        conn = self.header(b"connection").lower()
+        if self.start.endswith(b"HTTP/1.0") or self.start.startswith(b"HTTP/1.0"):
+            return conn == b"keep-alive"
+        return conn != b"close"
 
-    def link(self) -> None:
-        self.client.peer = self.upstream
-        self.upstream.peer = self.client
+    def chunked(self) -> bool:
+        return b"chunked" in self.header(b"transfer-encoding").lower()
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self.client.transport is not None:
-            self.client.transport.close()  # flushes what the replica already sent
-        if self.upstream.transport is not None:
-            self.upstream.transport.abort()
-        self.router.forget(self)
+    def content_length(self) -> int | None:
+        value = self.header(b"content-length")
+        return int(value) if value else None
 
 
-class _Rejecter(asyncio.Protocol):
-    """Answers a client with 503: waits for its request, replies, drains, closes."""
+async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
+    """The next message head, or None at a clean end of stream."""
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial.strip():
+            raise
+        return None
+    return _Head(raw)
 
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.replied = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        loop = asyncio.get_running_loop()
-        loop.call_later(_REJECT_LINGER_S, self._reply)
-        loop.call_later(2 * _REJECT_LINGER_S, transport.close)
+async def _read_body(reader: asyncio.StreamReader, head: _Head) -> bytes:
+    """A request body (content-length or chunked, kept in its wire form)."""
+    if head.chunked():
+        parts = []
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            parts.append(line)
+            size = int(line.split(b";", 1)[0], 16)
+            if size == 0:
+                while True:  # trailers up to the empty line
+                    trailer = await reader.readuntil(b"\r\n")
+                    parts.append(trailer)
+                    if trailer == b"\r\n":
+                        return b"".join(parts)
+            parts.append(await reader.readexactly(size + 2))
+    length = head.content_length() or 0
+    return await reader.readexactly(length) if length else b""
 
-    def data_received(self, data: bytes) -> None:
-        self._reply()
 
-    def eof_received(self) -> bool:
-        if self.transport is not None:
-            self._reply()
-            self.transport.close()
-        return False
+class _Backend:
+    __slots__ = ("id", "idle", "inflight", "live", "port")
 
-    def _reply(self) -> None:
-        if self.replied or self.transport is None or self.transport.is_closing():
-            return
-        self.replied = True
-        self.transport.write(NO_READY_RESPONSE)
-        self.transport.write_eof()  # keep reading so the unread request causes no RST
+    def __init__(self, replica_id: str, port: int) -> None:
+        self.id = replica_id
+        self.port = port
+        self.inflight = 0
+        self.live = True
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+    def close_idle(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
 
 
 class _RouterCore:
-    """The proxy state; lives on the router's event loop only."""
+    """Runs on the router's event loop only."""
 
     def __init__(self, host: str) -> None:
         self.host = host
-        self.backends: list[Backend] = []
-        self.next_index = 0
-        self.connections: dict[Backend, set[_Connection]] = {}
-        self.open: set[_Connection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.backends: dict[str, _Backend] = {}
+        self._rr = itertools.count()
+        self._clients: set[asyncio.StreamWriter] = set()
 
-    def set_backends(self, backends: list[Backend]) -> None:
-        gone = set(self.backends) - set(backends)
-        self.backends = backends
-        for backend in gone:
-            conns = self.connections.pop(backend, set())
-            if conns:
-                log.debug("closing %d connection(s) to %s", len(conns), backend[0])
-            for conn in list(conns):
-                conn.close()
+    def set_backends(self, ordered: list[tuple[str, int]]) -> None:
+        wanted = dict(ordered)
+        for rid, backend in list(self.backends.items()):
+            if wanted.get(rid) != backend.port:
+                backend.live = False
+                backend.close_idle()
+                del self.backends[rid]
+        for rid, port in ordered:
+            if rid not in self.backends:
+                self.backends[rid] = _Backend(rid, port)
+        log.debug("router backends: %s", sorted(self.backends))
 
-    def forget(self, conn: _Connection) -> None:
-        self.open.discard(conn)
-        if conn.backend is not None:
-            conns = self.connections.get(conn.backend)
-            if conns is not None:
-                conns.discard(conn)
-
-    def pick(self, exclude: set[Backend]) -> Backend | None:
-        candidates = [b for b in self.backends if b not in exclude]
+    def pick(self, exclude: _Backend | None = None) -> _Backend | None:
+        """The Ready backend with the fewest requests in flight; round-robin among ties."""
+        candidates = [b for b in self.backends.values() if b is not exclude]
         if not candidates:
             return None
-        backend = candidates[self.next_index % len(candidates)]
-        self.next_index += 1
-        return backend
-
-    def accept(self) -> asyncio.Protocol:
-        if not self.backends:
-            return _Rejecter()
-        return _Connection(self).client
-
-    def opened(self, conn: _Connection) -> None:
-        self.open.add(conn)
-        task = asyncio.get_running_loop().create_task(self.connect(conn))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        least = min(b.inflight for b in candidates)
+        ties = [b for b in candidates if b.inflight == least]
+        return ties[next(self._rr) % len(ties)]
 
     def close_all(self) -> None:
-        for conn in list(self.open):
-            conn.close()
+        for backend in self.backends.values():
+            backend.close_idle()
+        for writer in list(self._clients):
+            writer.close()
 
-    async def connect(self, conn: _Connection) -> None:
-        loop = asyncio.get_running_loop()
-        tried: set[Backend] = set()
-        while not conn.closed:
-            backend = self.pick(tried)
-            if backend is None:
-                break
-            tried.add(backend)
-            try:
-                await asyncio.wait_for(
-                    loop.create_connection(lambda: conn.upstream, self.host, backend[1]),
-                    _CONNECT_TIMEOUT_S,
-                )
-            except (TimeoutError, OSError) as exc:
-                log.debug("connect to %s on port %d failed: %s", backend[0], backend[1], exc)
-                continue
-            if conn.closed or backend not in self.backends:
-                if conn.upstream.transport is not None:
-                    conn.upstream.transport.abort()
-                if conn.closed:
+    async def handle_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._clients.add(writer)
+        try:
+            while True:
+                try:
+                    head = await _read_head(reader)
+                    if head is None:
+                        return
+                    body = await _read_body(reader, head)
+                except (ValueError, asyncio.LimitOverrunError):
+                    writer.write(BAD_REQUEST_RESPONSE)
                     return
-                continue
-            conn.backend = backend
-            self.connections.setdefault(backend, set()).add(conn)
-            conn.link()
-            if conn.client.transport is not None:
-                conn.client.transport.resume_reading()
+                backend = self.pick()
+                if backend is None:
+                    writer.write(NO_READY_RESPONSE)
+                    await writer.drain()
+                    if not head.keep_alive():
+                        return
+                    continue
+                if not await self._forward(backend, head, body, writer):
+                    return
+                if not head.keep_alive():
+                    return
+        except _IO_ERRORS:
             return
-        transport = conn.client.transport
-        if transport is not None and not conn.closed:
-            conn.closed = True
-            self.forget(conn)
-            rejecter = _Rejecter()
-            transport.set_protocol(rejecter)
-            rejecter.connection_made(transport)
-            transport.resume_reading()
+        finally:
+            self._clients.discard(writer)
+            writer.close()
+
+    async def _connect(
+        self, backend: _Backend
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bool]:
+        while backend.idle:
+            reader, writer = backend.idle.pop()
+            if not writer.is_closing() and not reader.at_eof():
+                return reader, writer, True
+            writer.close()
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, backend.port, limit=_HEAD_LIMIT),
+            _CONNECT_TIMEOUT_S,
+        )
+        return reader, writer, False
+
+    async def _send(
+        self, backend: _Backend, request: bytes
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, _Head] | None:
+        """Send the request and read the response head; a stale pooled connection is
+        replaced once. None when the backend cannot be reached."""
+        for _ in range(2):
+            try:
+                reader, writer, pooled = await self._connect(backend)
+            except (TimeoutError, *_IO_ERRORS):
+                return None
+            try:
+                writer.write(request)
+                await writer.drain()
+                head = await _read_head(reader)
+            except _IO_ERRORS:
+                head = None
+            if head is not None:
+                return reader, writer, head
+            writer.close()
+            if not pooled:
+                return None
+        return None
+
+    async def _forward(
+        self, backend: _Backend, head: _Head, body: bytes, client: asyncio.StreamWriter
+    ) -> bool:
+        """Proxy one request; True when the client connection can carry another."""
+        request = head.raw + body
+        target: _Backend | None = backend
+        for _ in range(2):  # a replica refusing before any response: one other replica
+            if target is None:
+                break
+            current = target
+            current.inflight += 1
+            try:
+                sent = await self._send(current, request)
+                if sent is None:
+                    target = self.pick(exclude=current)
+                    continue
+                reader, writer, resp = sent
+                try:
+                    client.write(resp.raw)
+                    reusable = await self._copy_body(reader, resp, head, client)
+                except _IO_ERRORS:
+                    writer.close()
+                    return False
+                if reusable and resp.keep_alive() and current.live:
+                    current.idle.append((reader, writer))
+                else:
+                    writer.close()
+                return reusable
+            finally:
+                current.inflight -= 1
+        client.write(BAD_GATEWAY_RESPONSE)
+        return False
+
+    async def _copy_body(
+        self,
+        reader: asyncio.StreamReader,
+        resp: _Head,
+        req: _Head,
+        client: asyncio.StreamWriter,
+    ) -> bool:
+        """Stream the response body to the client; False when it ended with the connection."""
+        status = resp.start.split(b" ", 2)[1] if b" " in resp.start else b""
+        if req.start.startswith(b"HEAD ") or status in (b"204", b"304") or status[:1] == b"1":
+            await client.drain()
+            return True
+        if resp.chunked():
+            while True:
+                line = await reader.readuntil(b"\r\n")
+                client.write(line)
+                size = int(line.split(b";", 1)[0], 16)
+                if size == 0:
+                    while True:
+                        trailer = await reader.readuntil(b"\r\n")
+                        client.write(trailer)
+                        if trailer == b"\r\n":
+                            await client.drain()
+                            return True
+                client.write(await reader.readexactly(size + 2))
+                await client.drain()
+        length = resp.content_length()
+        if length is not None:
+            remaining = length
+            while remaining:
+                data = await reader.read(min(remaining, _COPY_CHUNK))
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+                client.write(data)
+                remaining -= len(data)
+                await client.drain()
+            return True
+        while data := await reader.read(_COPY_CHUNK):  # delimited by the connection's end
+            client.write(data)
+            await client.drain()
+        return False
 
 
 class Router:
-    """An asyncio TCP proxy on ``host`` (ephemeral port) running in its own thread."""
+    """The proxy on ``host`` (an ephemeral port), running its event loop in its own thread."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -259,7 +333,9 @@ class Router:
             self._loop = loop
             try:
                 self._server = loop.run_until_complete(
-                    loop.create_server(self._core.accept, self.host, 0, backlog=1024)
+                    asyncio.start_server(
+                        self._core.handle_client, self.host, 0, backlog=1024, limit=_HEAD_LIMIT
+                    )
                 )
                 self._port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:
