@@ -5,11 +5,12 @@ per-second buckets of :func:`harness.scoring.slis.per_second`, bucket ``s`` cove
 ``[t0 + s, t0 + s + 1)``):
 
 - A second **holds** when every *set* per-second objective of the :class:`SLOSpec` is met:
-  ``error_rate``, ``p50_ms``, ``p99_ms``, ``ttft_p95_ms`` each ``<=`` its objective (a NaN
-  TTFT, i.e. no TTFT samples that second, is not checked). The throughput floor is not part
-  of the per-second check. A second with no completed requests does **not** hold, unless it
-  comes before the first second with any completion. With no per-second objective set, only
-  empty seconds can breach.
+  ``error_rate`` (and ``1 - availability``), ``p50``/``p95``/``p99`` latency, ``p95``/``p99``
+  TTFT and ``p95``/``p99`` TPOT each ``<=`` its objective (a NaN TTFT or TPOT, i.e. no samples
+  that second, is not checked). The throughput and goodput floors are not part of the
+  per-second check; evaluation windows do not apply to it. A second with no completed
+  requests does **not** hold, unless it comes before the first second with any completion.
+  With no per-second objective set, only empty seconds can breach.
 - The seconds **after the fault** are those whose bucket contains or follows ``f``
   (``s >= floor(f)``); a **breach** is a non-holding second among them.
 - ``time_to_detect_s``: start of the first breach minus ``f`` (at least 0); null if none.
@@ -22,7 +23,9 @@ per-second buckets of :func:`harness.scoring.slis.per_second`, bucket ``s`` cove
   ``worst_error_rate`` and ``worst_p99_ms`` are maxima over the seconds overlapping it;
   ``degraded_s`` counts the non-holding seconds among them; ``requests_lost`` counts failed
   requests whose start or end lies in it (with only per-second data: failed completions in
-  its seconds).
+  its seconds). ``worst_throughput_ratio``: the lowest successful requests/s of a second in
+  the impact window over the median of the seconds with completions before the fault (null
+  without such seconds).
 - ``capacity_return_s``: time of the last ``replica_ready`` event at or after the fault
   start, minus ``f``; null if none.
 """
@@ -46,9 +49,16 @@ log = logging.getLogger(__name__)
 PER_SECOND_OBJECTIVES: tuple[tuple[str, str], ...] = (
     ("error_rate", "error_rate"),
     ("p50_latency_ms", "p50_ms"),
+    ("p95_latency_ms", "p95_ms"),
     ("p99_latency_ms", "p99_ms"),
     ("ttft_p95_ms", "ttft_p95_ms"),
+    ("ttft_p99_ms", "ttft_p99_ms"),
+    ("tpot_p95_ms", "tpot_p95_ms"),
+    ("tpot_p99_ms", "tpot_p99_ms"),
 )
+
+#: Per-second columns where NaN (no samples that second) is not checked.
+_NAN_OK = frozenset({"ttft_p95_ms", "ttft_p99_ms", "tpot_p95_ms", "tpot_p99_ms"})
 
 
 def holding_seconds(per_second: pd.DataFrame, slos: SLOSpec) -> pd.Series:
@@ -56,13 +66,15 @@ def holding_seconds(per_second: pd.DataFrame, slos: SLOSpec) -> pd.Series:
     requests = per_second["requests"].to_numpy()
     has = requests > 0
     holds = np.ones(len(per_second), dtype=bool)
-    for field, column in PER_SECOND_OBJECTIVES:
-        objective = getattr(slos, field)
-        if objective is None:
+    checks = [(getattr(slos, field), column) for field, column in PER_SECOND_OBJECTIVES]
+    if slos.availability is not None:
+        checks.append((1.0 - slos.availability, "error_rate"))
+    for objective, column in checks:
+        if objective is None or column not in per_second:
             continue
         values = per_second[column].to_numpy(dtype="float64")
         ok = values <= objective
-        if column == "ttft_p95_ms":
+        if column in _NAN_OK:
             ok |= np.isnan(values)
         holds &= ok | ~has
     before_first = np.ones(len(per_second), dtype=bool)
@@ -94,11 +106,17 @@ def analyze_recovery(
     ``requests``, when given, makes ``requests_lost`` exact. With ``fault_start`` None the
     result is ``{"fault": False}``. Otherwise keys: ``fault`` (True), ``hold_s``, ``breached``,
     ``time_to_detect_s``, ``time_to_recover_s``, ``recovered``, ``capacity_return_s``,
-    ``worst_error_rate``, ``worst_p99_ms``, ``requests_lost``, ``degraded_s``, and ``note``
+    ``worst_error_rate``, ``worst_p99_ms``, ``worst_throughput_ratio``, ``requests_lost``,
+    ``degraded_s``, and ``note``
     when there is no data after the fault.
     """
     if fault_start is None:
         return {"fault": False}
+    # seconds after the last completed request carry no evidence either way (the load
+    # stopped): they are neither a breach nor a recovery
+    has_data = np.flatnonzero(per_second["requests"].to_numpy() > 0)
+    if has_data.size:
+        per_second = per_second.iloc[: int(has_data[-1]) + 1]
     f = fault_start - t0
     hold = slos.hold_s
     seconds = per_second["second"].to_numpy(dtype=np.int64)
@@ -142,6 +160,12 @@ def analyze_recovery(
     worst_error_rate = _nanmax(per_second["error_rate"].to_numpy(dtype="float64")[in_window])
     worst_p99 = _nanmax(per_second["p99_ms"].to_numpy(dtype="float64")[in_window])
     degraded_s = float(np.count_nonzero(in_window & ~holds))
+    ok_rps = per_second["throughput_rps"].to_numpy(dtype="float64")
+    before = (seconds + 1 <= f) & (per_second["requests"].to_numpy() > 0)
+    reference = float(np.median(ok_rps[before])) if before.any() else 0.0
+    worst_ratio = (
+        float(ok_rps[in_window].min()) / reference if reference > 0 and in_window.any() else None
+    )
     if requests is not None and len(requests):
         lo, hi = t0 + f, t0 + window_end
         start = requests["start"].to_numpy(dtype="float64")
@@ -175,6 +199,7 @@ def analyze_recovery(
         "capacity_return_s": capacity_return,
         "worst_error_rate": worst_error_rate,
         "worst_p99_ms": worst_p99,
+        "worst_throughput_ratio": worst_ratio,
         "requests_lost": requests_lost,
         "degraded_s": degraded_s,
     }

@@ -20,7 +20,15 @@ from harness.config import HarnessSpec
 from harness.errors import ConfigError, ScoringError
 from harness.experiment import EXTENSION_NAME
 from harness.records import COLUMNS, REQUESTS_FILE
-from harness.rundir import EXPERIMENT_FILE, JOURNAL_FILE, SCORECARD_FILE, SLIS_FILE
+from harness.rundir import (
+    EXPERIMENT_FILE,
+    JOURNAL_FILE,
+    SCORECARD_FILE,
+    SLIS_FILE,
+    TELEMETRY_FILE,
+)
+from harness.scoring.analytics import read_telemetry
+from harness.scoring.resilience import litmus_style
 from harness.scoring.scorecard import build_scorecard, write_per_second
 from harness.scoring.slis import per_second, read_requests
 from harness.timeline import TIMELINE_FILE, read_timeline
@@ -84,7 +92,13 @@ def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
     tl_path = run_dir / TIMELINE_FILE
     timeline = read_timeline(tl_path) if tl_path.is_file() else []
     journal_path = run_dir / JOURNAL_FILE
-    journal = json.loads(journal_path.read_text()) if journal_path.is_file() else None
+    try:
+        journal = json.loads(journal_path.read_text()) if journal_path.is_file() else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        log.warning("%s: unreadable journal (%s); scoring without it", journal_path, exc)
+        journal = None
+    tel_path = run_dir / TELEMETRY_FILE
+    telemetry = read_telemetry(tel_path) if tel_path.is_file() else None
     timeout_ms = spec.load.request_timeout_s * 1000.0
     meta = {
         "harness_version": __version__,
@@ -95,7 +109,10 @@ def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
         },
         "run_dir": run_dir.name,
     }
-    card = build_scorecard(requests, timeline, spec.slos, timeout_ms=timeout_ms, meta=meta)
+    card = build_scorecard(
+        requests, timeline, spec.slos, timeout_ms=timeout_ms, meta=meta, telemetry=telemetry
+    )
+    card["score"]["litmus_style"] = litmus_style(journal)
     chaos = _chaos_summary(journal)
     card["chaos"] = chaos
     if card.get("verdict") == "pass":

@@ -7,11 +7,14 @@ Definitions:
   Load duration = load end - ``t0``.
 - **Fault window**: the first ``fault_start`` event and the first ``fault_end`` with the same
   target at or after it (null when the fault never ended).
-- **SLOs**, one entry per set objective, in the order ``p50_latency_ms``, ``p99_latency_ms``,
-  ``ttft_p95_ms`` (whole-run effective percentiles, ``<=``), ``error_rate`` (``<=``),
-  ``throughput_rps`` (successes / load duration, ``>=``), ``recovery_s`` (``time_to_recover_s``
-  ``<=``; fails when the service did not recover or no fault was injected). An SLO with nothing
-  to measure fails with ``measured`` null and a ``note``.
+- **SLOs**, one entry per set objective, in the order of :data:`SLO_ORDER`: latency, TTFT
+  and TPOT percentiles (effective values, ``<=``), ``error_rate`` (``<=``), ``availability``
+  (``>=``), ``throughput_rps`` and ``goodput_rps`` (per second of the window, ``>=``), each
+  over its window (``slos.windows``, the whole load by default; see
+  :mod:`harness.scoring.analytics`), and ``recovery_s`` (``time_to_recover_s`` ``<=``; fails
+  when the service did not recover or no fault was injected). An SLO with nothing to measure
+  (no requests, an empty window) fails with ``measured`` null and a ``note``.
+- **Score**: see :mod:`harness.scoring.resilience`.
 - **Verdict**: ``aborted`` (exit 2) when the timeline has an ``abort`` event; else ``fail``
   (exit 1) when any SLO failed or no request was recorded; else ``pass`` (exit 0).
 - The result holds no NaN or infinity (they become null) and no numpy types.
@@ -29,23 +32,40 @@ import numpy as np
 import pandas as pd
 
 from harness.config import SLOSpec
+from harness.scoring.analytics import (
+    PHASES,
+    autoscaler_reaction,
+    error_budget,
+    gpu_figures,
+    load_phases,
+    phase_windows,
+    resolve_window,
+    rolling_worst,
+    window_figures,
+)
 from harness.scoring.recovery import analyze_recovery
-from harness.scoring.slis import overall, per_second
+from harness.scoring.resilience import resilience_score
+from harness.scoring.slis import RequestArrays, figures, goodput_thresholds, per_second
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: (SLO name, comparator, unit), in scorecard order.
 SLO_ORDER: tuple[tuple[str, str, str], ...] = (
     ("p50_latency_ms", "<=", "ms"),
+    ("p95_latency_ms", "<=", "ms"),
     ("p99_latency_ms", "<=", "ms"),
     ("ttft_p95_ms", "<=", "ms"),
+    ("ttft_p99_ms", "<=", "ms"),
+    ("tpot_p95_ms", "<=", "ms"),
+    ("tpot_p99_ms", "<=", "ms"),
     ("error_rate", "<=", "ratio"),
+    ("availability", ">=", "ratio"),
     ("throughput_rps", ">=", "rps"),
+    ("goodput_rps", ">=", "rps"),
     ("recovery_s", "<=", "s"),
 )
-
 EXIT_CODES = {"pass": 0, "fail": 1, "aborted": 2}
 
 
@@ -56,6 +76,16 @@ def _events(timeline: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[st
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _within_shape(table: pd.DataFrame, timeline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The seconds of the load shape itself: Locust keeps finishing in-flight requests for a
+    moment after its shape ended, and those partial seconds are not the service's doing."""
+    starts = _events(timeline, "load_start")
+    duration = (starts[0].get("details") or {}).get("duration_s") if starts else None
+    if duration is None:
+        return table
+    return table[table["second"] < math.floor(float(duration))]
 
 
 def run_window(
@@ -120,23 +150,53 @@ def _measured(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _window_label(window: str | float) -> str:
+    return window if isinstance(window, str) else f"rolling {float(window):g}s"
+
+
 def _slo_entries(
-    slos: SLOSpec, run: Mapping[str, Any], recovery: Mapping[str, Any]
+    slos: SLOSpec,
+    run: Mapping[str, Any],
+    recovery: Mapping[str, Any],
+    *,
+    arrays: RequestArrays,
+    phases: Mapping[str, Any],
+    loads: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     no_requests = run["requests"] == 0
+    cache: dict[str, dict[str, Any]] = {"run": dict(run)}
     for name, comparator, unit in SLO_ORDER:
         objective = getattr(slos, name)
         if objective is None:
             continue
         note: str | None = None
         measured: float | None
+        window = "fault" if name == "recovery_s" else slos.window(name)
+        worst_at: float | None = None
         if name == "recovery_s":
             measured = _measured(recovery.get("time_to_recover_s"))
+        elif not isinstance(window, str):
+            value, worst_at = rolling_worst(arrays, run["t0"], run["load_end"], float(window), name)
+            measured = _measured(value)
         else:
-            measured = _measured(run.get(name))
+            if window not in cache:
+                spans, empty = resolve_window(window, phases, loads)
+                cache[window] = (
+                    {"note": empty}
+                    if empty
+                    else window_figures(arrays, spans, float(run["duration_s"]))
+                )
+            figs = cache[window]
+            measured = _measured(figs.get(name))
+            if figs.get("note"):
+                note = str(figs["note"])
+            elif not figs.get("requests") and not no_requests:
+                note = f"no requests ended in window '{window}'"
         if no_requests:
             measured, note = None, "no requests recorded"
+        elif note:
+            pass
         elif name == "recovery_s" and not recovery.get("fault"):
             note = "no fault in the timeline"
         elif name == "recovery_s" and recovery.get("note"):
@@ -146,7 +206,9 @@ def _slo_entries(
         elif measured is None:
             note = (
                 "no TTFT samples (non-streaming requests)"
-                if name == "ttft_p95_ms"
+                if name.startswith("ttft")
+                else "no TPOT samples (no request streamed 2 or more tokens)"
+                if name.startswith("tpot")
                 else "nothing to measure"
             )
         if measured is None:
@@ -161,12 +223,45 @@ def _slo_entries(
             "comparator": comparator,
             "measured": measured,
             "unit": unit,
+            "window": _window_label(window),
             "passed": bool(passed),
         }
+        if worst_at is not None:
+            entry["worst_window_start_s"] = worst_at
         if note:
             entry["note"] = note
         entries.append(entry)
     return entries
+
+
+def _phase_table(
+    arrays: RequestArrays,
+    phases: Mapping[str, tuple[float, float] | None],
+    t0: float,
+    budget: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Per analytic phase: its span from t0 and a few figures over it (null when empty)."""
+    burn = budget.get("burn_rate_by_phase") or {}
+    out: dict[str, Any] = {}
+    for name in PHASES:
+        span = phases.get(name)
+        if span is None:
+            out[name] = None
+            continue
+        figs = window_figures(arrays, [span], span[1] - span[0], light=True)
+        out[name] = {
+            "start_s": span[0] - t0,
+            "end_s": span[1] - t0,
+            "duration_s": span[1] - span[0],
+            "requests": figs["requests"],
+            "error_rate": figs["error_rate"],
+            "p99_latency_ms": figs["p99_latency_ms"],
+            "ttft_p95_ms": figs["ttft_p95_ms"],
+            "throughput_rps": figs["throughput_rps"],
+            "goodput_rps": figs["goodput_rps"],
+            "burn_rate": burn.get(name),
+        }
+    return out
 
 
 def build_scorecard(
@@ -176,19 +271,25 @@ def build_scorecard(
     *,
     timeout_ms: float,
     meta: Mapping[str, Any],
+    telemetry: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Score one run (see module). Returns a JSON-serialisable dict.
 
-    Keys: ``schema`` (1), ``meta`` (as passed), ``run`` (``t0``, ``load_end``, ``duration_s``
-    and the figures of :func:`overall`), ``slos`` (list of ``name``, ``objective``,
-    ``comparator``, ``measured``, ``unit``, ``passed`` and maybe ``note``), ``recovery``
-    (:func:`analyze_recovery` plus ``fault_start``, ``fault_end`` as seconds from ``t0`` and
-    ``fault_target``), ``verdict``, ``exit_code``, and ``abort_reason`` when aborted.
+    Keys: ``schema`` (2), ``meta`` (as passed), ``run`` (``t0``, ``load_end`` and the figures
+    of :func:`~harness.scoring.slis.figures` over the whole load, goodput by ``slos``),
+    ``slos`` (list of ``name``, ``objective``, ``comparator``, ``measured``, ``unit``,
+    ``window``, ``passed`` and maybe ``worst_window_start_s`` and ``note``), ``phases`` (the
+    analytic phases with figures, and ``load`` phases), ``recovery``
+    (:func:`analyze_recovery` plus ``fault_start``, ``fault_end`` as seconds from ``t0``,
+    ``fault_target`` and ``faults``, the number of ``fault_start`` events), ``autoscaler``,
+    ``error_budget``, ``goodput`` (thresholds and figures), ``gpu`` (from ``telemetry``),
+    ``score``, ``verdict``, ``exit_code``, and ``abort_reason`` when aborted.
     """
     t0, load_end = run_window(requests, timeline)
     duration = load_end - t0
+    arrays = RequestArrays.build(requests, timeout_ms, slos)
     run: dict[str, Any] = {"t0": t0, "load_end": load_end}
-    run.update(overall(requests, timeout_ms, duration_s=duration))
+    run.update(figures(arrays, None, duration))
 
     start, end, target = fault_window(timeline)
     if start is None:
@@ -196,7 +297,7 @@ def build_scorecard(
     else:
         table = per_second(requests, t0, timeout_ms, until=load_end)
         recovery = analyze_recovery(
-            table,
+            _within_shape(table, timeline),
             t0,
             start,
             end,
@@ -207,15 +308,34 @@ def build_scorecard(
         recovery["fault_start"] = start - t0
         recovery["fault_end"] = None if end is None else end - t0
         recovery["fault_target"] = target
+        recovery["faults"] = len(_events(timeline, "fault_start"))
 
-    entries = _slo_entries(slos, run, recovery)
+    phases = phase_windows(t0, load_end, start, end, recovery)
+    loads = load_phases(timeline, load_end)
+    entries = _slo_entries(slos, run, recovery, arrays=arrays, phases=phases, loads=loads)
+    budget = error_budget(arrays, slos, phases, loads)
+    phase_block = _phase_table(arrays, phases, t0, budget)
+    phase_block["load"] = [
+        {"name": p["name"], "start_s": p["start"] - t0, "end_s": p["end"] - t0} for p in loads
+    ]
     aborts = _events(timeline, "abort")
     scorecard: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "meta": dict(meta),
         "run": run,
         "slos": entries,
+        "phases": phase_block,
         "recovery": recovery,
+        "autoscaler": autoscaler_reaction(timeline, t0),
+        "error_budget": budget,
+        "goodput": {
+            "thresholds": goodput_thresholds(slos),
+            "good": run["good"],
+            "goodput_rps": run["goodput_rps"],
+            "goodput_ratio": run["goodput_ratio"],
+        },
+        "gpu": gpu_figures(telemetry, t0, load_end, slos.price_per_gpu_hour),
+        "score": resilience_score(entries, recovery, budget, slos, int(run["requests"])),
     }
     if aborts:
         details = aborts[0].get("details") or {}
@@ -228,11 +348,12 @@ def build_scorecard(
         scorecard["verdict"] = "pass"
     scorecard["exit_code"] = EXIT_CODES[scorecard["verdict"]]
     log.info(
-        "scored %d requests: verdict %s (%d/%d SLOs met)",
+        "scored %d requests: verdict %s (%d/%d SLOs met), score %s",
         run["requests"],
         scorecard["verdict"],
         sum(e["passed"] for e in entries),
         len(entries),
+        scorecard["score"]["value"],
     )
     cleaned: dict[str, Any] = _clean(scorecard)
     return cleaned
@@ -250,35 +371,99 @@ def _fmt(value: Any, unit: str = "") -> str:
     return text
 
 
+def _recovery_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rec = scorecard.get("recovery") or {}
+    if not rec.get("fault"):
+        return [("fault", "none (never injected)")]
+    pairs = [
+        ("fault", f"{rec.get('fault_target') or '-'} at {_fmt(rec.get('fault_start'), 's')}"),
+        ("time to detect", _fmt(rec.get("time_to_detect_s"), "s")),
+        (
+            "time to recover",
+            _fmt(rec.get("time_to_recover_s"), "s") if rec.get("recovered") else "not recovered",
+        ),
+        ("capacity return", _fmt(rec.get("capacity_return_s"), "s")),
+        ("requests lost", _fmt(rec.get("requests_lost"))),
+    ]
+    worst = [f"p99 {_fmt(rec.get('worst_p99_ms'), 'ms')}"]
+    worst.append(f"errors {_fmt(rec.get('worst_error_rate'), 'ratio')}")
+    if rec.get("worst_throughput_ratio") is not None:
+        worst.append(f"throughput x{rec['worst_throughput_ratio']:.2f}")
+    pairs.append(("worst second", ", ".join(worst)))
+    return pairs
+
+
+def _analytics_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    auto = scorecard.get("autoscaler") or {}
+    if auto.get("autoscaler"):
+        pairs.append(
+            (
+                "autoscaler",
+                f"scale-up {_fmt(auto.get('decision_s'), 's')}, "
+                f"replica Ready {_fmt(auto.get('replica_ready_s'), 's')} after the spike",
+            )
+        )
+    else:
+        pairs.append(("autoscaler", str(auto.get("note") or "none")))
+    budget = scorecard.get("error_budget") or {}
+    if budget.get("objective") is None:
+        pairs.append(("error budget", "n/a (no availability or error_rate objective)"))
+    else:
+        spent = budget.get("spent")
+        text = "n/a" if spent is None else f"{100.0 * spent:.1f}% spent"
+        burn = budget.get("burn_rate")
+        text += f", burn rate {'n/a' if burn is None else f'{burn:.2f}'}"
+        pairs.append((f"error budget ({budget.get('window')})", text))
+    good = scorecard.get("goodput") or {}
+    ratio = good.get("goodput_ratio")
+    pairs.append(
+        (
+            "goodput",
+            f"{_fmt(good.get('goodput_rps'), 'rps')}"
+            + ("" if ratio is None else f" ({100.0 * ratio:.2f}% of requests)"),
+        )
+    )
+    gpu = scorecard.get("gpu") or {}
+    if not gpu.get("gpus"):
+        pairs.append(("GPU", "no GPU telemetry"))
+    else:
+        text = (
+            f"{gpu['gpus']} GPU(s), {_fmt(gpu.get('utilization_pct'))}% busy, "
+            f"{_fmt(gpu.get('idle_gpu_s'), 's')} idle GPU-time"
+        )
+        if gpu.get("cost") is not None:
+            text += f", cost {gpu['cost']:.4f} (idle {gpu['idle_cost']:.4f})"
+        pairs.append(("GPU", text))
+    score = scorecard.get("score") or {}
+    krkn, litmus = score.get("krkn_style"), score.get("litmus_style")
+    pairs.append(
+        (
+            "score",
+            f"{_fmt(score.get('value'))} / 100 (Krkn-style {_fmt(krkn)}, "
+            f"Litmus-style {_fmt(litmus)})",
+        )
+    )
+    return pairs
+
+
 def scorecard_table(scorecard: Mapping[str, Any]) -> str:
-    """A short plain-text table: one line per SLO, recovery lines, then the verdict."""
+    """A short plain-text table: one line per SLO, recovery and analytics lines, verdict."""
     rows = [("SLO", "objective", "measured", "result")]
     for e in scorecard.get("slos", []):
+        window = e.get("window")
+        suffix = f" [{window}]" if window not in (None, "run", "fault") else ""
         rows.append(
             (
                 str(e["name"]),
-                f"{e['comparator']} {_fmt(e['objective'], e['unit'])}",
+                f"{e['comparator']} {_fmt(e['objective'], e['unit'])}{suffix}",
                 _fmt(e["measured"], e["unit"]),
                 ("PASS" if e["passed"] else "FAIL") + (f" ({e['note']})" if e.get("note") else ""),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
-    rec = scorecard.get("recovery") or {}
-    pairs: list[tuple[str, str]] = []
-    if rec.get("fault"):
-        pairs.append(
-            ("fault", f"{rec.get('fault_target') or '-'} at {_fmt(rec.get('fault_start'), 's')}")
-        )
-        pairs.append(("time to detect", _fmt(rec.get("time_to_detect_s"), "s")))
-        recover = _fmt(rec.get("time_to_recover_s"), "s")
-        if not rec.get("recovered"):
-            recover = "not recovered"
-        pairs.append(("time to recover", recover))
-        pairs.append(("capacity return", _fmt(rec.get("capacity_return_s"), "s")))
-        pairs.append(("requests lost", _fmt(rec.get("requests_lost"))))
-    else:
-        pairs.append(("fault", "none"))
+    pairs = _recovery_lines(scorecard) + _analytics_lines(scorecard)
     verdict = str(scorecard.get("verdict", "?")).upper()
     if scorecard.get("abort_reason"):
         verdict += f": {scorecard['abort_reason']}"

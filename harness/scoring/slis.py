@@ -9,6 +9,11 @@ Definitions used everywhere in scoring:
 - **Effective TTFT**: a successful request counts with its ``ttft_ms``; a failed one counts as
   ``max(ttft_ms, timeout_ms)`` (``timeout_ms`` when it has no TTFT); a successful request
   without a TTFT (non-streaming) is left out of TTFT figures.
+- **TPOT** (time per output token) of a successful request: ``(latency_ms - ttft_ms) /
+  (output_tokens - 1)``; left out when it has no TTFT or fewer than 2 output tokens. A failed
+  request counts as ``timeout_ms``.
+- **Good** request (goodput): succeeded, and its effective latency, TTFT and TPOT are each
+  within the tail objective set for them (see :func:`goodput_thresholds`).
 - Percentiles are numpy's default (linear interpolation between closest ranks).
 - Requests are bucketed into whole seconds by their **end** time: bucket ``s`` holds requests
   with ``t0 + s <= end < t0 + s + 1``; requests that ended before ``t0`` go to bucket 0.
@@ -22,6 +27,7 @@ import io
 import logging
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,6 +52,10 @@ PER_SECOND_COLUMNS: tuple[str, ...] = (
     "ttft_p95_ms",
     "throughput_rps",
     "tokens_per_s",
+    "p95_ms",
+    "ttft_p99_ms",
+    "tpot_p95_ms",
+    "tpot_p99_ms",
 )
 
 _NUMERIC = ("start", "end", "latency_ms", "ttft_ms", "output_tokens", "status")
@@ -193,12 +203,150 @@ def effective_ttft_ms(
     return ttft.where(~failed, np.fmax(ttft, timeout_ms))
 
 
-def _quantiles(values: pd.Series, qs: list[float]) -> list[float]:
-    arr = values.to_numpy(dtype="float64")
+def tpot_ms(df: pd.DataFrame) -> pd.Series:
+    """Raw time per output token of each request, ms: ``(latency - ttft) / (tokens - 1)``;
+    NaN without a TTFT or with fewer than 2 output tokens."""
+    tokens = df["output_tokens"].to_numpy(dtype="float64")
+    latency = df["latency_ms"].to_numpy(dtype="float64")
+    ttft = df["ttft_ms"].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(tokens >= 2, (latency - ttft) / (tokens - 1), np.nan)
+    return pd.Series(value, index=df.index, name="tpot_ms")
+
+
+def effective_tpot_ms(
+    df: pd.DataFrame, timeout_ms: float = DEFAULT_TIMEOUT_MS, *, failed: pd.Series | None = None
+) -> pd.Series:
+    """TPOT used in percentiles: :func:`tpot_ms` if successful, ``timeout_ms`` if failed."""
+    failed = failed_mask(df) if failed is None else failed
+    return tpot_ms(df).where(~failed, timeout_ms)
+
+
+def goodput_thresholds(slos: Any) -> dict[str, float | None]:
+    """Per-request limits a request must meet to be *good*, from the tail objectives of an
+    :class:`~harness.config.SLOSpec`: ``latency_ms`` (``p99_latency_ms``, else
+    ``p95_latency_ms``, else ``p50_latency_ms``), ``ttft_ms`` (``ttft_p99_ms``, else
+    ``ttft_p95_ms``), ``tpot_ms`` (``tpot_p99_ms``, else ``tpot_p95_ms``); None when unset."""
+
+    def first(*names: str) -> float | None:
+        for name in names:
+            value = getattr(slos, name, None) if slos is not None else None
+            if value is not None:
+                return float(value)
+        return None
+
+    return {
+        "latency_ms": first("p99_latency_ms", "p95_latency_ms", "p50_latency_ms"),
+        "ttft_ms": first("ttft_p99_ms", "ttft_p95_ms"),
+        "tpot_ms": first("tpot_p99_ms", "tpot_p95_ms"),
+    }
+
+
+@dataclass(frozen=True)
+class RequestArrays:
+    """The per-request numpy arrays every figure is computed from (built once per run)."""
+
+    end: np.ndarray
+    failed: np.ndarray
+    latency: np.ndarray
+    ttft: np.ndarray
+    tpot: np.ndarray
+    tokens: np.ndarray
+    good: np.ndarray
+
+    @classmethod
+    def build(
+        cls, df: pd.DataFrame, timeout_ms: float = DEFAULT_TIMEOUT_MS, slos: Any = None
+    ) -> RequestArrays:
+        """Arrays of ``df``; ``slos`` (an SLOSpec) sets the goodput thresholds."""
+        failed_s = failed_mask(df)
+        failed = failed_s.to_numpy(dtype=bool)
+        latency = effective_latency_ms(df, timeout_ms, failed=failed_s).to_numpy(dtype="float64")
+        ttft = effective_ttft_ms(df, timeout_ms, failed=failed_s).to_numpy(dtype="float64")
+        tpot = effective_tpot_ms(df, timeout_ms, failed=failed_s).to_numpy(dtype="float64")
+        good = ~failed
+        limits = goodput_thresholds(slos)
+        if limits["latency_ms"] is not None:
+            good &= latency <= limits["latency_ms"]
+        if limits["ttft_ms"] is not None:
+            good &= np.isnan(ttft) | (ttft <= limits["ttft_ms"])
+        if limits["tpot_ms"] is not None:
+            good &= np.isnan(tpot) | (tpot <= limits["tpot_ms"])
+        return cls(
+            end=df["end"].to_numpy(dtype="float64"),
+            failed=failed,
+            latency=latency,
+            ttft=ttft,
+            tpot=tpot,
+            tokens=df["output_tokens"].to_numpy(dtype=np.int64),
+            good=good,
+        )
+
+    def __len__(self) -> int:
+        return int(self.end.size)
+
+
+def _nan_quantiles(arr: np.ndarray, qs: list[float]) -> list[float]:
     arr = arr[~np.isnan(arr)]
     if arr.size == 0:
         return [math.nan] * len(qs)
     return [float(v) for v in np.quantile(arr, qs)]
+
+
+def figures(
+    arrays: RequestArrays, mask: np.ndarray | None, duration_s: float, *, light: bool = False
+) -> dict[str, Any]:
+    """Figures of the requests selected by ``mask`` (all when None) over ``duration_s``.
+
+    Keys: ``requests``, ``errors``, ``successes``, ``good``, ``error_rate``, ``availability``,
+    latency ``p50/p95/p99_latency_ms``, ``ttft_p50/p95/p99_ms``, ``tpot_p50/p95/p99_ms``,
+    ``duration_s``, ``throughput_rps``, ``goodput_rps``, ``goodput_ratio`` (good / requests),
+    ``tokens_per_s``. With ``light`` only p99 latency and p95 TTFT are computed (the others
+    are NaN). Figures with nothing to measure are NaN.
+    """
+
+    def sel(values: np.ndarray) -> np.ndarray:
+        return values if mask is None else values[mask]
+
+    failed = sel(arrays.failed)
+    n = int(failed.size)
+    errors = int(np.count_nonzero(failed))
+    successes = n - errors
+    good = int(np.count_nonzero(sel(arrays.good)))
+    tokens = int(sel(arrays.tokens)[~failed].sum()) if n else 0
+    if light:
+        p50 = p95 = t50 = t99 = s50 = s95 = s99 = math.nan
+        (p99,) = _nan_quantiles(sel(arrays.latency), [0.99])
+        (t95,) = _nan_quantiles(sel(arrays.ttft), [0.95])
+    else:
+        qs = [0.5, 0.95, 0.99]
+        p50, p95, p99 = _nan_quantiles(sel(arrays.latency), qs)
+        t50, t95, t99 = _nan_quantiles(sel(arrays.ttft), qs)
+        s50, s95, s99 = _nan_quantiles(sel(arrays.tpot), qs)
+    rate = errors / n if n else math.nan
+    per_s = duration_s if duration_s > 0 else math.nan
+    return {
+        "requests": n,
+        "errors": errors,
+        "successes": successes,
+        "good": good,
+        "error_rate": rate,
+        "availability": 1.0 - rate,
+        "p50_latency_ms": p50,
+        "p95_latency_ms": p95,
+        "p99_latency_ms": p99,
+        "ttft_p50_ms": t50,
+        "ttft_p95_ms": t95,
+        "ttft_p99_ms": t99,
+        "tpot_p50_ms": s50,
+        "tpot_p95_ms": s95,
+        "tpot_p99_ms": s99,
+        "duration_s": float(duration_s),
+        "throughput_rps": successes / per_s,
+        "goodput_rps": good / per_s,
+        "goodput_ratio": good / n if n else math.nan,
+        "tokens_per_s": tokens / per_s,
+    }
 
 
 def per_second(
@@ -214,10 +362,12 @@ def per_second(
     overlaps ``[t0, until)`` when ``until`` (the load end) is later; seconds without
     completions are present with ``requests == 0``. Columns (:data:`PER_SECOND_COLUMNS`):
     ``second`` (int offset from ``t0``), ``requests`` (completions, failed included),
-    ``errors`` (failed), ``error_rate`` (errors / requests, NaN when no requests), ``p50_ms`` and
-    ``p99_ms`` (effective latency), ``ttft_p95_ms`` (effective TTFT), ``throughput_rps``
-    (successful completions that second) and ``tokens_per_s`` (output tokens of those
-    successful completions). Latency and TTFT columns are NaN when there is nothing to measure.
+    ``errors`` (failed), ``error_rate`` (errors / requests, NaN when no requests), ``p50_ms``,
+    ``p95_ms`` and ``p99_ms`` (effective latency), ``ttft_p95_ms`` and ``ttft_p99_ms``
+    (effective TTFT), ``tpot_p95_ms`` and ``tpot_p99_ms`` (effective TPOT),
+    ``throughput_rps`` (successful completions that second) and ``tokens_per_s`` (output
+    tokens of those successful completions). Latency, TTFT and TPOT columns are NaN when
+    there is nothing to measure.
     """
     end = df["end"].to_numpy(dtype="float64")
     sec = np.clip(np.floor(end - t0), 0, None).astype(np.int64)
@@ -234,11 +384,14 @@ def per_second(
     successes = np.bincount(sec[ok], minlength=size)
     tokens_ok = np.bincount(sec[ok], weights=tokens[ok], minlength=size).astype(np.int64)
     index = pd.RangeIndex(0, size, name="second")
-    latency = effective_latency_ms(df, timeout_ms, failed=failed_s).to_numpy()
-    ttft = effective_ttft_ms(df, timeout_ms, failed=failed_s).to_numpy()
-    lat_q = pd.Series(latency).groupby(sec).quantile([0.5, 0.99]).unstack()
-    lat_q = lat_q.reindex(index=index, columns=[0.5, 0.99])
-    ttft_q = pd.Series(ttft).groupby(sec).quantile(0.95).reindex(index)
+
+    def grouped(values: pd.Series, qs: list[float]) -> pd.DataFrame:
+        q = pd.Series(values.to_numpy(dtype="float64")).groupby(sec).quantile(qs).unstack()
+        return q.reindex(index=index, columns=qs)
+
+    lat_q = grouped(effective_latency_ms(df, timeout_ms, failed=failed_s), [0.5, 0.95, 0.99])
+    ttft_q = grouped(effective_ttft_ms(df, timeout_ms, failed=failed_s), [0.95, 0.99])
+    tpot_q = grouped(effective_tpot_ms(df, timeout_ms, failed=failed_s), [0.95, 0.99])
     with np.errstate(invalid="ignore", divide="ignore"):
         error_rate = np.where(requests > 0, errors / np.maximum(requests, 1), np.nan)
     out = pd.DataFrame(
@@ -249,9 +402,13 @@ def per_second(
             "error_rate": error_rate,
             "p50_ms": lat_q[0.5].to_numpy(dtype="float64"),
             "p99_ms": lat_q[0.99].to_numpy(dtype="float64"),
-            "ttft_p95_ms": ttft_q.to_numpy(dtype="float64"),
+            "ttft_p95_ms": ttft_q[0.95].to_numpy(dtype="float64"),
             "throughput_rps": successes.astype(np.int64),
             "tokens_per_s": tokens_ok,
+            "p95_ms": lat_q[0.95].to_numpy(dtype="float64"),
+            "ttft_p99_ms": ttft_q[0.99].to_numpy(dtype="float64"),
+            "tpot_p95_ms": tpot_q[0.95].to_numpy(dtype="float64"),
+            "tpot_p99_ms": tpot_q[0.99].to_numpy(dtype="float64"),
         }
     )
     return out[list(PER_SECOND_COLUMNS)]
@@ -263,37 +420,12 @@ def overall(
     *,
     duration_s: float | None = None,
 ) -> dict[str, Any]:
-    """Whole-run figures.
+    """Whole-run figures (see :func:`figures`; goodput here counts every success as good).
 
-    Keys: ``requests``, ``errors``, ``successes``, ``error_rate`` (errors / requests),
-    ``p50_latency_ms``, ``p95_latency_ms``, ``p99_latency_ms`` (effective latency),
-    ``ttft_p50_ms``, ``ttft_p95_ms``, ``ttft_p99_ms`` (effective TTFT), ``duration_s`` (the load
-    duration when given, else last request end minus first request start), ``throughput_rps``
-    (successes / duration_s), ``tokens_per_s`` (output tokens of successes / duration_s).
-    Figures with nothing to measure are NaN (the scorecard turns them into null).
+    ``duration_s`` is the load duration when given, else last request end minus first
+    request start. Figures with nothing to measure are NaN (the scorecard makes them null).
     """
     n = len(df)
-    failed = failed_mask(df) if n else pd.Series(dtype=bool)
-    errors = int(failed.sum())
-    successes = n - errors
     if duration_s is None:
         duration_s = float(df["end"].max() - df["start"].min()) if n else 0.0
-    qs = [0.5, 0.95, 0.99]
-    p50, p95, p99 = _quantiles(effective_latency_ms(df, timeout_ms, failed=failed), qs)
-    t50, t95, t99 = _quantiles(effective_ttft_ms(df, timeout_ms, failed=failed), qs)
-    tokens = int(df["output_tokens"].to_numpy()[~failed.to_numpy()].sum()) if n else 0
-    return {
-        "requests": n,
-        "errors": errors,
-        "successes": successes,
-        "error_rate": errors / n if n else math.nan,
-        "p50_latency_ms": p50,
-        "p95_latency_ms": p95,
-        "p99_latency_ms": p99,
-        "ttft_p50_ms": t50,
-        "ttft_p95_ms": t95,
-        "ttft_p99_ms": t99,
-        "duration_s": float(duration_s),
-        "throughput_rps": successes / duration_s if duration_s > 0 else math.nan,
-        "tokens_per_s": tokens / duration_s if duration_s > 0 else math.nan,
-    }
+    return figures(RequestArrays.build(df, timeout_ms), None, float(duration_s))

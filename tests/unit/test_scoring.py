@@ -354,7 +354,7 @@ def test_all_pass_run() -> None:
     tl = run_timeline(("fault_start", 20.0, "node-a"), ("fault_end", 25.0, "node-a"),
                       ("replica_ready", 27.0, "r0"))  # fmt: skip
     card = score(df, tl)
-    assert card["schema"] == 1 and card["meta"] == META
+    assert card["schema"] == 2 and card["meta"] == META
     assert [s["name"] for s in card["slos"]] == [
         "p50_latency_ms", "p99_latency_ms", "ttft_p95_ms", "error_rate", "throughput_rps",
         "recovery_s",
@@ -443,7 +443,7 @@ def test_scorecard_table() -> None:
     card = score(df, run_timeline(("fault_start", 20.0, "node-a")))
     table = scorecard_table(card)
     lines = table.splitlines()
-    assert len(lines) <= 16
+    assert len(lines) <= 24
     assert lines[0].split() == ["SLO", "objective", "measured", "result"]
     assert "FAIL" in table and "PASS" in table and "not recovered" in table
     assert lines[-1].startswith("verdict") and "FAIL (exit 1)" in lines[-1]
@@ -452,3 +452,25 @@ def test_scorecard_table() -> None:
     col = lines[0].index("measured")
     assert all(line[col - 2 : col] == "  " for line in lines[1:7])
     assert "none" in scorecard_table(score(traffic(5.0), []))
+
+
+def test_seconds_after_the_load_stopped_are_no_breach() -> None:
+    # Locust's stop leaves empty seconds between the shape's end and load_end; they must not
+    # read as an outage that never recovered
+    df = traffic(40.0)
+    tl = events(("load_start", 0.0, ""), ("fault_start", 10.0, "node-a"),
+                ("fault_end", 20.0, "node-a"), ("load_end", 44.0, ""),
+                duration_s=40.0)  # fmt: skip
+    card = score(df, tl)
+    rec = card["recovery"]
+    assert rec["recovered"] is True and rec["time_to_recover_s"] == 0.0
+    assert rec["time_to_detect_s"] is None
+    assert rec["worst_throughput_ratio"] == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_service_dead_until_the_end_is_not_recovered_by_trailing_silence() -> None:
+    df = traffic(40.0, outage=(10.0, 40.0))
+    tl = events(("load_start", 0.0, ""), ("fault_start", 10.0, "node-a"),
+                ("load_end", 46.0, ""))  # fmt: skip
+    rec = score(df, tl)["recovery"]
+    assert rec["recovered"] is False and rec["time_to_recover_s"] is None

@@ -1,0 +1,442 @@
+"""Run analytics beyond recovery: phases, evaluation windows, error budget, autoscaler
+reaction and GPU utilization. All times are unix seconds unless a name ends in ``_s`` and
+says "from t0".
+
+Definitions:
+
+- **Phases** (from the timeline, ``f`` fault start, ``e`` fault end or the load end when the
+  fault never ended, ``r`` the recovery point ``f + time_to_recover_s``, ``L`` the load end):
+  ``baseline`` ``[t0, f)``; ``fault`` ``[f, e)``; ``recovery`` ``[e, max(e, r))`` (to ``L``
+  when the service never recovered); ``steady`` ``[max(e, r), L)`` (empty when it never
+  recovered). Without a fault, ``baseline`` and ``steady`` are both the whole load and
+  ``fault`` and ``recovery`` are empty.
+- **Load phases**: each ``phase`` event (``details.phase``, e.g. ``baseline``, ``spike``)
+  lasts until the next one or the load end; ``load:NAME`` is the union of NAME's spans.
+- A **window** selects the requests that *ended* inside it. Figures over a window use its
+  length as the duration (throughput, goodput). A **rolling** window of ``N`` seconds slides
+  over the per-second buckets one second at a time; the measured value is the worst window
+  (highest for ``<=`` objectives, lowest for ``>=``); windows without requests are skipped
+  for percentiles and error rates but count as zero throughput.
+- **Error budget** (Google SRE workbook): with availability objective ``A`` (``availability``,
+  else ``1 - error_rate``) the budget is the share ``1 - A`` of the requests in the
+  objective's window (the whole run for a rolling window); ``spent`` = failed requests /
+  (``(1 - A)`` x requests) (1.0 = all of it, above 1 = overspent); ``burn_rate`` = observed
+  error rate / ``(1 - A)``, over the window and per phase. Over the budget's own window the
+  two coincide; per phase the burn rate shows where the budget went.
+- **Autoscaler reaction**: from the spike start (the first load ``phase`` event named
+  ``spike``, else the load start) to the first ``scale`` event at or after it that decides a
+  scale-up (``direction: up``, replicas ``added``, or ``to``/``desired`` above ``from``;
+  ``decision_s``), and to the first ``replica_ready`` after that event, of the replica it
+  names (``replica`` or the first of ``added``) when it names one (``replica_ready_s``).
+- **GPU utilization**: ``utilization_pct`` samples of sources ``gpu0``, ``gpu1``, ... in
+  ``telemetry.csv`` within the load. Per GPU the mean of its samples; ``gpu_seconds`` = GPUs
+  x load duration; ``idle_gpu_s`` = sum over GPUs of load duration x (1 - mean/100) (gaps
+  between samples are assumed to look like the samples). With ``price_per_gpu_hour``:
+  ``cost`` = price x gpu_seconds / 3600 and ``idle_cost`` = price x idle_gpu_s / 3600.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.config import SLOSpec
+from harness.errors import ScoringError
+from harness.scoring.slis import RequestArrays, figures
+
+log = logging.getLogger(__name__)
+
+Interval = tuple[float, float]
+
+#: Analytic phases, in order.
+PHASES: tuple[str, ...] = ("baseline", "fault", "recovery", "steady")
+
+#: (objective, figure key, comparator) of every windowed SLO.
+WINDOWED: dict[str, tuple[str, str]] = {
+    "p50_latency_ms": ("p50_latency_ms", "<="),
+    "p95_latency_ms": ("p95_latency_ms", "<="),
+    "p99_latency_ms": ("p99_latency_ms", "<="),
+    "ttft_p95_ms": ("ttft_p95_ms", "<="),
+    "ttft_p99_ms": ("ttft_p99_ms", "<="),
+    "tpot_p95_ms": ("tpot_p95_ms", "<="),
+    "tpot_p99_ms": ("tpot_p99_ms", "<="),
+    "error_rate": ("error_rate", "<="),
+    "availability": ("availability", ">="),
+    "throughput_rps": ("throughput_rps", ">="),
+    "goodput_rps": ("goodput_rps", ">="),
+}
+
+_GPU_SOURCE = re.compile(r"^gpu\d+$")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def phase_windows(
+    t0: float,
+    load_end: float,
+    fault_start: float | None,
+    fault_end: float | None,
+    recovery: Mapping[str, Any],
+) -> dict[str, Interval | None]:
+    """The analytic phases as ``(start, end)`` unix times, None when empty (see module)."""
+    if fault_start is None:
+        whole = (t0, load_end) if load_end > t0 else None
+        return {"baseline": whole, "fault": None, "recovery": None, "steady": whole}
+    f = min(max(fault_start, t0), load_end)
+    e = min(max(fault_end if fault_end is not None else load_end, f), load_end)
+    ttr = recovery.get("time_to_recover_s")
+    if recovery.get("recovered") and isinstance(ttr, int | float) and _is_number(ttr):
+        settled = min(max(e, fault_start + float(ttr)), load_end)
+        rec: Interval = (e, settled)
+        steady: Interval = (settled, load_end)
+    else:
+        rec, steady = (e, load_end), (load_end, load_end)
+
+    def keep(span: Interval) -> Interval | None:
+        return span if span[1] > span[0] else None
+
+    return {
+        "baseline": keep((t0, f)),
+        "fault": keep((f, e)),
+        "recovery": keep(rec),
+        "steady": keep(steady),
+    }
+
+
+def load_phases(timeline: Sequence[Mapping[str, Any]], load_end: float) -> list[dict[str, Any]]:
+    """Load-shape phases from ``phase`` events: ``{"name", "start", "end"}`` unix times."""
+    marks = sorted(
+        (float(e["time"]), str((e.get("details") or {}).get("phase") or e.get("target") or ""))
+        for e in timeline
+        if e.get("kind") == "phase" and _is_number(e.get("time"))
+    )
+    spans = []
+    for i, (start, name) in enumerate(marks):
+        end = marks[i + 1][0] if i + 1 < len(marks) else max(load_end, start)
+        if name and end > start:
+            spans.append({"name": name, "start": start, "end": end})
+    return spans
+
+
+def _mask(end: np.ndarray, spans: Sequence[Interval]) -> np.ndarray:
+    mask = np.zeros(end.size, dtype=bool)
+    for a, b in spans:
+        mask |= (end >= a) & (end < b)
+    return mask
+
+
+def resolve_window(
+    window: str | float,
+    phases: Mapping[str, Interval | None],
+    loads: Sequence[Mapping[str, Any]],
+) -> tuple[list[Interval] | None, str | None]:
+    """The spans of a named window (None for ``run``) and a note when it is empty."""
+    if window == "run":
+        return None, None
+    if isinstance(window, str) and window.startswith("load:"):
+        name = window[5:]
+        spans = [(float(p["start"]), float(p["end"])) for p in loads if p["name"] == name]
+        return spans, None if spans else f"no load phase '{name}' in the timeline"
+    span = phases.get(str(window))
+    if span is None:
+        why = {
+            "fault": "no fault was injected",
+            "recovery": "no fault was injected, or nothing was left to recover",
+            "steady": "the service did not recover",
+            "baseline": "the fault started with the load",
+        }.get(str(window), "unknown window")
+        return [], f"window '{window}' is empty ({why})"
+    return [span], None
+
+
+def window_figures(
+    arrays: RequestArrays,
+    spans: Sequence[Interval] | None,
+    run_duration_s: float,
+    *,
+    light: bool = False,
+) -> dict[str, Any]:
+    """:func:`figures` over the requests that ended inside ``spans`` (the run when None)."""
+    if spans is None:
+        return figures(arrays, None, run_duration_s, light=light)
+    duration = float(sum(b - a for a, b in spans))
+    return figures(arrays, _mask(arrays.end, spans), duration, light=light)
+
+
+def rolling_worst(
+    arrays: RequestArrays, t0: float, load_end: float, window_s: float, name: str
+) -> tuple[float, float | None]:
+    """Worst value of objective ``name`` over rolling windows of ``window_s`` seconds:
+    ``(value, start of that window in seconds from t0)``; ``(nan, None)`` with no data."""
+    key, comparator = WINDOWED[name]
+    n_win = max(1, math.ceil(window_s))
+    sec = np.clip(np.floor(arrays.end - t0), 0, None).astype(np.int64)
+    size = max(math.ceil(load_end - t0), int(sec.max()) + 1 if sec.size else 0, 1)
+    starts = np.arange(0, max(1, size - n_win + 1))
+    if key in ("error_rate", "availability", "throughput_rps", "goodput_rps"):
+        weights = {
+            "error_rate": arrays.failed,
+            "availability": arrays.failed,
+            "throughput_rps": ~arrays.failed,
+            "goodput_rps": arrays.good,
+        }[key]
+        total = np.concatenate(([0], np.cumsum(np.bincount(sec, minlength=size))))
+        hits = np.concatenate(([0], np.cumsum(np.bincount(sec[weights], minlength=size))))
+        stop = np.minimum(starts + n_win, size)
+        count = total[stop] - total[starts]
+        hit = (hits[stop] - hits[starts]).astype("float64")
+        if key in ("throughput_rps", "goodput_rps"):
+            values = hit / n_win
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rate = np.where(count > 0, hit / np.maximum(count, 1), np.nan)
+            values = rate if key == "error_rate" else 1.0 - rate
+    else:
+        column, q = {
+            "p50_latency_ms": (arrays.latency, 0.5),
+            "p95_latency_ms": (arrays.latency, 0.95),
+            "p99_latency_ms": (arrays.latency, 0.99),
+            "ttft_p95_ms": (arrays.ttft, 0.95),
+            "ttft_p99_ms": (arrays.ttft, 0.99),
+            "tpot_p95_ms": (arrays.tpot, 0.95),
+            "tpot_p99_ms": (arrays.tpot, 0.99),
+        }[key]
+        keep = ~np.isnan(column)
+        order = np.argsort(sec[keep], kind="stable")
+        vals = column[keep][order]
+        bounds = np.searchsorted(sec[keep][order], np.arange(size + 1))
+        values = np.full(starts.size, np.nan)
+        for i, s in enumerate(starts.tolist()):
+            chunk = vals[int(bounds[s]) : int(bounds[min(s + n_win, size)])]
+            if chunk.size:
+                values[i] = np.quantile(chunk, q)
+    if np.all(np.isnan(values)):
+        return math.nan, None
+    pick = int(np.nanargmax(values) if comparator == "<=" else np.nanargmin(values))
+    return float(values[pick]), float(starts[pick])
+
+
+def budget_objective(slos: SLOSpec) -> tuple[str, float] | None:
+    """``(objective name, availability objective)`` that sets the error budget, if any."""
+    if slos.availability is not None:
+        return "availability", float(slos.availability)
+    if slos.error_rate is not None:
+        return "error_rate", 1.0 - float(slos.error_rate)
+    return None
+
+
+def error_budget(
+    arrays: RequestArrays,
+    slos: SLOSpec,
+    phases: Mapping[str, Interval | None],
+    loads: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """Error budget spent and burn rates (see module)."""
+    chosen = budget_objective(slos)
+    if chosen is None:
+        return {"objective": None, "note": "no availability or error_rate objective"}
+    name, target = chosen
+    budget = 1.0 - target
+    window = slos.window(name)
+    if not isinstance(window, str):
+        window = "run"  # a rolling window applies to the SLO check, the budget is the run's
+    spans, note = resolve_window(window, phases, loads)
+    mask = None if spans is None else _mask(arrays.end, spans)
+    failed = arrays.failed if mask is None else arrays.failed[mask]
+    requests, errors = int(failed.size), int(np.count_nonzero(failed))
+
+    def burn(n: int, bad: int) -> float | None:
+        if n == 0:
+            return None
+        if budget <= 0:
+            return 0.0 if bad == 0 else None
+        return (bad / n) / budget
+
+    result: dict[str, Any] = {
+        "objective": target,
+        "from": name,
+        "window": window,
+        "budget": budget,
+        "requests": requests,
+        "failed": errors,
+        "allowed_failures": budget * requests,
+    }
+    if requests == 0:
+        result.update(spent=None, remaining=None, burn_rate=None)
+        result["note"] = note or "no requests in the window"
+    elif budget <= 0:
+        spent = 0.0 if errors == 0 else None
+        result.update(spent=spent, remaining=None if spent is None else 1.0, burn_rate=spent)
+        result["note"] = "an availability objective of 1.0 leaves no error budget"
+    else:
+        spent = errors / (budget * requests)
+        result.update(spent=spent, remaining=1.0 - spent, burn_rate=burn(requests, errors))
+    by_phase: dict[str, float | None] = {}
+    for phase in PHASES:
+        span = phases.get(phase)
+        if span is None:
+            by_phase[phase] = None
+            continue
+        inside = _mask(arrays.end, [span])
+        by_phase[phase] = burn(
+            int(np.count_nonzero(inside)), int(np.count_nonzero(arrays.failed & inside))
+        )
+    result["burn_rate_by_phase"] = by_phase
+    return result
+
+
+def _is_scale_up(event: Mapping[str, Any]) -> bool:
+    """A scale-up decision: ``direction: up``, replicas ``added``, or ``to``/``desired`` above
+    ``from``; an event without any of these counts as one too."""
+    details = event.get("details") or {}
+    if not isinstance(details, Mapping):
+        return True
+    direction = str(details.get("direction", "")).lower()
+    if direction in ("up", "down"):
+        return direction == "up"
+    if details.get("added"):
+        return True
+    old = details.get("from")
+    targets = [details.get(k) for k in ("to", "desired")]
+    numbers = [t for t in targets if isinstance(t, int | float) and _is_number(t)]
+    if not (isinstance(old, int | float) and _is_number(old)) or not numbers:
+        return not numbers and "from" not in details
+    return max(float(t) for t in numbers) > float(old)
+
+
+def _new_replica(event: Mapping[str, Any]) -> str | None:
+    details = event.get("details") or {}
+    if not isinstance(details, Mapping):
+        return None
+    if details.get("replica"):
+        return str(details["replica"])
+    added = details.get("added")
+    if isinstance(added, list) and added:
+        return str(added[0])
+    return None
+
+
+def autoscaler_reaction(timeline: Sequence[Mapping[str, Any]], t0: float) -> dict[str, Any]:
+    """Spike start -> first scale-up decision -> the new replica Ready (see module)."""
+    scales = sorted(
+        (e for e in timeline if e.get("kind") == "scale" and _is_number(e.get("time"))),
+        key=lambda e: float(e["time"]),
+    )
+    if not scales:
+        return {"autoscaler": False, "note": "no autoscaler: no scale event in the timeline"}
+    spikes = sorted(
+        float(e["time"])
+        for e in timeline
+        if e.get("kind") == "phase"
+        and _is_number(e.get("time"))
+        and str((e.get("details") or {}).get("phase")) == "spike"
+    )
+    origin = spikes[0] if spikes else t0
+    result: dict[str, Any] = {
+        "autoscaler": True,
+        "scale_events": len(scales),
+        "spike_start_s": origin - t0 if spikes else None,
+    }
+    up = [e for e in scales if float(e["time"]) >= origin and _is_scale_up(e)]
+    if not up:
+        result.update(decision_s=None, replica_ready_s=None)
+        result["note"] = "the autoscaler never scaled up after the spike started"
+        return result
+    scale = up[0]
+    at = float(scale["time"])
+    named = _new_replica(scale)
+    readies = sorted(
+        (
+            e
+            for e in timeline
+            if e.get("kind") == "replica_ready"
+            and _is_number(e.get("time"))
+            and float(e["time"]) >= at
+            and (named is None or str(e.get("target")) == str(named))
+        ),
+        key=lambda e: float(e["time"]),
+    )
+    result["decision_s"] = at - origin
+    result["scale_target"] = str(scale.get("target", ""))
+    if readies:
+        ready = float(readies[0]["time"])
+        result["replica_ready_s"] = ready - origin
+        result["scale_to_ready_s"] = ready - at
+    else:
+        result["replica_ready_s"] = None
+        result["note"] = "no replica became Ready after the scale-up"
+    if not spikes:
+        result["note"] = "no spike phase in the timeline: measured from the load start"
+    return result
+
+
+def read_telemetry(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``telemetry.csv`` (``time,source,metric,value``); bad or torn lines are skipped."""
+    try:
+        frame = pd.read_csv(
+            path,
+            usecols=["time", "source", "metric", "value"],
+            dtype={"source": "str", "metric": "str"},
+            on_bad_lines="skip",
+            engine="c",
+        )
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ScoringError(f"{os.fspath(path)}: unreadable telemetry: {exc}") from exc
+    for col in ("time", "value"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    return frame.dropna(subset=["time", "value"])
+
+
+def gpu_figures(
+    telemetry: pd.DataFrame | None,
+    t0: float,
+    load_end: float,
+    price_per_gpu_hour: float | None,
+) -> dict[str, Any]:
+    """GPU utilization, idle GPU-seconds and cost (see module)."""
+    result: dict[str, Any] = {"price_per_gpu_hour": price_per_gpu_hour}
+    if telemetry is None or telemetry.empty:
+        samples = pd.DataFrame(columns=["time", "source", "value"])
+    else:
+        inside = (
+            (telemetry["metric"] == "utilization_pct")
+            & telemetry["source"].astype("str").str.match(_GPU_SOURCE)
+            & (telemetry["time"] >= t0)
+            & (telemetry["time"] <= load_end)
+        )
+        samples = telemetry.loc[inside, ["time", "source", "value"]]
+    if samples.empty:
+        result.update(gpus=0, utilization_pct=None, idle_gpu_s=None, cost=None, idle_cost=None)
+        result["note"] = "no GPU telemetry (no gpuN utilization_pct samples during the load)"
+        return result
+    duration = max(0.0, load_end - t0)
+    per_gpu = samples.groupby("source")["value"].mean().clip(0.0, 100.0).sort_index()
+    gpu_seconds = duration * len(per_gpu)
+    idle = float((duration * (1.0 - per_gpu / 100.0)).sum())
+    result.update(
+        gpus=len(per_gpu),
+        samples=len(samples),
+        utilization_pct=float(per_gpu.mean()),
+        per_gpu_utilization_pct={str(k): float(v) for k, v in per_gpu.items()},
+        gpu_seconds=gpu_seconds,
+        idle_gpu_s=idle,
+    )
+    if price_per_gpu_hour is None:
+        result.update(cost=None, idle_cost=None)
+    else:
+        result.update(
+            cost=price_per_gpu_hour * gpu_seconds / 3600.0,
+            idle_cost=price_per_gpu_hour * idle / 3600.0,
+        )
+    if float(per_gpu.mean()) < 60.0:
+        result["note"] = "mean GPU utilization under 60%: capacity paid for and idle"
+    return result
