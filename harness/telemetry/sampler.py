@@ -1,7 +1,19 @@
 """Samples telemetry once per interval into ``telemetry.csv`` (time, source, metric, value).
 
-Sources: ``system`` (psutil), ``gpuN`` (NVML), and each replica (its process's CPU and
-memory, and queue figures scraped from its Prometheus ``/metrics``).
+Sources and metrics (one row each per sample; see the README's "Telemetry" table):
+
+- ``system``: ``cpu_pct``, ``memory_used_mib`` (psutil).
+- ``gpuN``: ``utilization_pct``, ``memory_used_mib``, ``memory_total_mib``, ``power_w``,
+  ``temperature_c``, ``sm_clock_mhz``, ``throttle_reasons`` (bit mask); critical NVML events
+  as they happen: ``xid``, ``ecc_single_bit``, ``ecc_double_bit``, ``power_source_change``
+  (the value is the event's data, the XID number for ``xid``).
+- each replica id: ``cpu_pct``, ``rss_mib`` (psutil), ``gpuN_memory_mib`` (its process's GPU
+  memory, NVML), and from its Prometheus ``/metrics``: ``queue_waiting``, ``running``,
+  ``kv_cache_usage`` (0-1), ``oom_total``. A GPU process that is no replica is ``pid-<pid>``.
+- each node name and ``platform``: ``replicas_ready``.
+- ``harness``: ``sample_ms``, the wall time one sample took, and ``sample_cpu_ms``, the CPU
+  time the sampling thread spent on it (the sampler's own overhead; scrapes run in a small
+  thread pool and are not counted in the CPU figure).
 """
 
 from __future__ import annotations
@@ -12,12 +24,13 @@ import http.client
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 
-from harness.platforms.base import Platform
-from harness.telemetry.nvml import Nvml
+from harness.platforms.base import Platform, ReplicaInfo
+from harness.telemetry.nvml import GpuEvent, Nvml
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +38,30 @@ log = logging.getLogger(__name__)
 SCRAPED = {
     "vllm:num_requests_waiting": "queue_waiting",
     "vllm:num_requests_running": "running",
+    "vllm:gpu_cache_usage_perc": "kv_cache_usage",
+    "gpuchaos_oom_total": "oom_total",
 }
+
+
+def parse_metrics(body: str) -> dict[str, float]:
+    """The :data:`SCRAPED` series of a Prometheus text body, summed over their labels."""
+    out: dict[str, float] = {}
+    for line in body.splitlines():
+        if not line or line[0] == "#":
+            continue
+        name, _, rest = line.partition(" ")
+        if "{" in name:
+            # labels may hold spaces: the value follows the closing brace
+            name, _, after = line.partition("{")
+            rest = after.rpartition("}")[2]
+        key = SCRAPED.get(name.strip())
+        if key is None:
+            continue
+        try:
+            out[key] = out.get(key, 0.0) + float(rest.split()[0])
+        except (ValueError, IndexError):
+            continue
+    return out
 
 
 def scrape_metrics(port: int, timeout_s: float = 0.5) -> dict[str, float]:
@@ -36,31 +72,44 @@ def scrape_metrics(port: int, timeout_s: float = 0.5) -> dict[str, float]:
         body = conn.getresponse().read().decode("utf-8", "replace")
     finally:
         conn.close()
-    out: dict[str, float] = {}
-    for line in body.splitlines():
-        if not line or line[0] == "#":
-            continue
-        name, _, rest = line.partition(" ")
-        base = name.split("{", 1)[0]
-        if base in SCRAPED:
-            try:
-                out[SCRAPED[base]] = out.get(SCRAPED[base], 0.0) + float(rest.split()[0])
-            except (ValueError, IndexError):
-                continue
-    return out
+    return parse_metrics(body)
+
+
+def _scrape(rep: ReplicaInfo, timeout_s: float) -> list[tuple[str, str, float]]:
+    if rep.port is None:
+        return []
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        return [(rep.id, k, v) for k, v in scrape_metrics(rep.port, timeout_s).items()]
+    return []
 
 
 class TelemetrySampler:
-    """A daemon thread writing one batch of rows per interval, flushed as it goes."""
+    """A daemon thread writing one batch of rows per interval, flushed as it goes.
 
-    def __init__(self, platform: Platform, path: Path, interval_s: float = 1.0) -> None:
+    ``latest`` holds the last sample as ``{(source, metric): value}`` and ``gpu_events``
+    every critical GPU event so far (both read by the live progress view).
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        path: Path,
+        interval_s: float = 1.0,
+        nvml: Nvml | None = None,
+    ) -> None:
         self._platform = platform
         self._path = path
         self._interval = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, psutil.Process] = {}
+        self._nvml_given = nvml
+        self._nvml: Nvml | None = None
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="scrape")
         self.samples = 0
+        self.sample_s_total = 0.0
+        self.latest: dict[tuple[str, str], float] = {}
+        self.gpu_events: list[GpuEvent] = []
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
@@ -70,6 +119,7 @@ class TelemetrySampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _proc(self, pid: int) -> psutil.Process | None:
         proc = self._procs.get(pid)
@@ -82,16 +132,22 @@ class TelemetrySampler:
             self._procs[pid] = proc
         return proc
 
-    def _rows(self) -> list[tuple[str, str, float]]:
+    def _rows(self, now: float) -> list[tuple[str, str, float]]:
         vm = psutil.virtual_memory()
         rows: list[tuple[str, str, float]] = [
             ("system", "cpu_pct", psutil.cpu_percent(None)),
             ("system", "memory_used_mib", (vm.total - vm.available) / 2**20),
         ]
-        rows += self._nvml.sample()
-        ready = 0
-        for rep in self._platform.replicas():
-            ready += rep.state == "ready"
+        replicas = self._platform.replicas()
+        nvml = self._nvml
+        if nvml is not None and nvml.available:
+            rows += nvml.sample({r.pid: r.id for r in replicas if r.pid is not None})
+            for ev in nvml.poll_events(now):
+                self.gpu_events.append(ev)
+                rows.append((f"gpu{ev.gpu}", ev.kind, float(ev.data)))
+        ready_per_node: dict[str, int] = {n: 0 for n in self._platform.nodes()}
+        for rep in replicas:
+            ready_per_node[rep.node] = ready_per_node.get(rep.node, 0) + (rep.state == "ready")
             if rep.pid is None:
                 continue
             proc = self._proc(rep.pid)
@@ -100,15 +156,20 @@ class TelemetrySampler:
                     rows.append((rep.id, "cpu_pct", proc.cpu_percent(None)))
                     rows.append((rep.id, "rss_mib", proc.memory_info().rss / 2**20))
                 except psutil.Error:
-                    pass
-            if rep.state == "ready" and rep.port:
-                with contextlib.suppress(OSError, http.client.HTTPException):
-                    rows += [(rep.id, k, v) for k, v in scrape_metrics(rep.port).items()]
-        rows.append(("platform", "replicas_ready", float(ready)))
+                    self._procs.pop(rep.pid, None)
+        live = {r.pid for r in replicas}
+        for pid in [p for p in self._procs if p not in live]:
+            del self._procs[pid]
+        scrape_timeout = min(0.5, max(0.05, self._interval * 0.5))
+        ready = [r for r in replicas if r.state == "ready" and r.port]
+        for scraped in self._pool.map(lambda r: _scrape(r, scrape_timeout), ready):
+            rows += scraped
+        rows += [(node, "replicas_ready", float(n)) for node, n in ready_per_node.items()]
+        rows.append(("platform", "replicas_ready", float(sum(ready_per_node.values()))))
         return rows
 
     def _loop(self) -> None:
-        self._nvml = Nvml()
+        self._nvml = self._nvml_given or Nvml()
         psutil.cpu_percent(None)
         with open(self._path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
@@ -117,14 +178,22 @@ class TelemetrySampler:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 now = time.time()
+                began, began_cpu = time.perf_counter(), time.thread_time()
                 try:
-                    rows = self._rows()
+                    rows = self._rows(now)
                 except Exception:
                     log.warning("telemetry sample failed", exc_info=True)
                     rows = []
-                writer.writerows((f"{now:.3f}", s, m, f"{v:.4g}") for s, m, v in rows)
+                took = time.perf_counter() - began
+                rows.append(("harness", "sample_ms", took * 1000.0))
+                rows.append(("harness", "sample_cpu_ms", (time.thread_time() - began_cpu) * 1e3))
+                writer.writerows((f"{now:.3f}", s, m, f"{v:.6g}") for s, m, v in rows)
                 fh.flush()
+                self.latest = {(s, m): v for s, m, v in rows}
                 self.samples += 1
+                self.sample_s_total += took
                 next_at += self._interval
+                if next_at < time.monotonic():  # fell behind: do not burst to catch up
+                    next_at = time.monotonic() + self._interval
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
         self._nvml.close()

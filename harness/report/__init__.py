@@ -1,0 +1,62 @@
+"""Reports of a run folder: ``report.html``, ``junit.xml`` and ``summary.md``.
+
+:func:`write_reports` writes all three from the folder alone (``gpuchaos report RUN_DIR``
+and the end of every ``gpuchaos run``, aborted ones included).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ReportError
+from harness.report.data import RunData, load_run
+from harness.report.html import REPORT_FILE, write_report_html
+from harness.report.junit import JUNIT_FILE, write_junit
+from harness.report.summary import SUMMARY_FILE, write_summary
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "JUNIT_FILE",
+    "REPORT_FILE",
+    "SUMMARY_FILE",
+    "RunData",
+    "load_run",
+    "write_reports",
+]
+
+
+def write_reports(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> list[Path]:
+    """Write the three reports into ``run_dir``; returns their paths.
+
+    The scorecard is ``scorecard`` when given, else ``scorecard.json`` (scored first when it
+    is missing). junit.xml and summary.md are written before the HTML page, so a problem with
+    the plots cannot cost CI its files; any writer that fails raises :class:`ReportError`
+    after the others were written.
+    """
+    began = time.perf_counter()
+    data = load_run(run_dir, scorecard)
+    written: list[Path] = []
+    problems: list[str] = []
+    writers = (
+        (JUNIT_FILE, lambda p: write_junit(data.scorecard, data.name, p)),
+        (SUMMARY_FILE, lambda p: write_summary(data.scorecard, data.title, p, REPORT_FILE)),
+        (REPORT_FILE, lambda p: write_report_html(data, p)),
+    )
+    for name, write in writers:
+        try:
+            written.append(write(data.run_dir / name))
+        except Exception as exc:
+            log.warning("writing %s failed", name, exc_info=True)
+            problems.append(f"{name}: {exc}")
+    log.info(
+        "reports written in %.2f s: %s",
+        time.perf_counter() - began,
+        ", ".join(p.name for p in written),
+    )
+    if problems:
+        raise ReportError(f"{data.run_dir}: could not write " + "; ".join(problems))
+    return written

@@ -1,0 +1,362 @@
+"""``report.html``: one self-contained page (inline CSS and SVG, nothing fetched).
+
+Sections: the verdict and the experiment's title; the scorecard (SLO table, recovery and
+run figures); plots over the load with the fault windows shaded (latency percentiles, TTFT,
+error rate, throughput and goodput, replicas Ready, GPU utilization and memory per GPU or CPU
+and RSS without a GPU, queue depth and KV-cache usage); the timeline; the experiment as run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness import __version__
+from harness.report.data import (
+    RunData,
+    fault_windows,
+    per_second_figures,
+    telemetry_series,
+)
+from harness.report.svg import Chart, Series, Window, render
+
+REPORT_FILE = "report.html"
+
+#: After layout, counts the plots the browser actually drew (a box with a size and at least
+#: one drawn line) into ``<body data-plots-rendered>``: what the headless-browser test reads.
+RENDER_CHECK = """
+addEventListener("load", function () {
+  var drawn = 0;
+  document.querySelectorAll("svg.plot").forEach(function (svg) {
+    var box = svg.getBoundingClientRect();
+    var lines = Array.prototype.filter.call(svg.querySelectorAll("path.series"), function (p) {
+      return p.getTotalLength() > 0;
+    });
+    if (box.width > 0 && box.height > 0 && lines.length > 0) drawn += 1;
+  });
+  document.body.setAttribute("data-plots-rendered", String(drawn));
+});
+"""
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1b1f24;
+background:#f6f7f9}
+main{max-width:980px;margin:0 auto;padding:20px}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.sub{color:#57606a}
+.verdict{display:inline-block;padding:3px 10px;border-radius:4px;color:#fff;font-weight:600;
+margin-right:8px}
+.pass{background:#1a7f37}.fail{background:#cf222e}.aborted{background:#9a6700}
+table{border-collapse:collapse;background:#fff;margin:6px 0}
+td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}
+.grid2{display:grid;grid-template-columns:1fr 1fr;gap:16px}
+figure{margin:10px 0;background:#fff;border:1px solid #d0d7de;border-radius:4px}
+svg.plot{width:100%;height:auto;display:block}
+svg .title{font-weight:600;font-size:13px}svg .tick,svg .legend{font-size:11px;fill:#57606a}
+svg .legend{fill:#1b1f24}svg .axis{font-size:11px;fill:#57606a}
+svg .grid{stroke:#eaeef2}svg .xtick{stroke:#8c959f}svg .frame{fill:none;stroke:#8c959f}
+svg .series{fill:none;stroke-width:1.6;stroke-linejoin:round}
+svg .fault{fill:#cf222e;fill-opacity:.12}svg .faultlabel{font-size:10px;fill:#cf222e}
+svg .ref{stroke:#6e7781;stroke-dasharray:2 3}svg .reflabel{font-size:10px;fill:#6e7781}
+svg .empty{fill:#8c959f;font-size:13px}
+pre{background:#fff;border:1px solid #d0d7de;padding:10px;overflow:auto;font-size:12px}
+.timeline td:nth-child(2){white-space:nowrap}.timeline td:last-child{font-size:12px;color:#57606a}
+tr.fault_start td,tr.fault_end td,tr.abort td{background:#fff1f0}
+.note{color:#57606a;font-size:12px}
+"""
+
+
+def _num(value: Any, unit: str = "", digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if unit == "ratio":
+        return f"{float(value):.4f}"
+    if isinstance(value, float):
+        text = f"{value:,.{digits}f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return f"{text} {unit}".strip()
+
+
+def _cols(df: pd.DataFrame, col: str, scale: float = 1.0) -> list[float]:
+    return [float(v) * scale for v in df[col].tolist()]
+
+
+def _scorecard_html(card: dict[str, Any]) -> str:
+    rows = []
+    for e in card.get("slos") or []:
+        passed = bool(e.get("passed"))
+        result = '<span class="ok">PASS</span>' if passed else '<span class="bad">FAIL</span>'
+        note = f' <span class="note">{escape(str(e["note"]))}</span>' if e.get("note") else ""
+        rows.append(
+            f"<tr><td>{escape(str(e.get('name')))}</td>"
+            f'<td class="num">{escape(str(e.get("comparator", "")))} '
+            f"{_num(e.get('objective'), str(e.get('unit', '')))}</td>"
+            f'<td class="num">{_num(e.get("measured"), str(e.get("unit", "")))}</td>'
+            f"<td>{result}{note}</td></tr>"
+        )
+    slo_table = (
+        "<table><tr><th>SLO</th><th>objective</th><th>measured</th><th>result</th></tr>"
+        + ("".join(rows) or '<tr><td colspan="4">no SLO set</td></tr>')
+        + "</table>"
+    )
+    rec = card.get("recovery") or {}
+    pairs: list[tuple[str, str]] = []
+    if rec.get("fault"):
+        pairs += [
+            ("fault", f"{rec.get('fault_target') or '-'} at {_num(rec.get('fault_start'), 's')}"),
+            ("fault ended", _num(rec.get("fault_end"), "s")),
+            ("time to detect", _num(rec.get("time_to_detect_s"), "s")),
+            (
+                "time to recover",
+                _num(rec.get("time_to_recover_s"), "s")
+                if rec.get("recovered")
+                else "not recovered",
+            ),
+            ("capacity return", _num(rec.get("capacity_return_s"), "s")),
+            ("requests lost", _num(rec.get("requests_lost"))),
+        ]
+        for key in ("worst_degradation", "error_budget_spent", "goodput_rps"):
+            if key in rec and not isinstance(rec[key], dict | list):
+                pairs.append((key.replace("_", " "), _num(rec[key], digits=3)))
+    else:
+        pairs.append(("fault", "none"))
+    run = card.get("run") or {}
+    for key, unit in (
+        ("requests", ""),
+        ("errors", ""),
+        ("error_rate", "ratio"),
+        ("p50_latency_ms", "ms"),
+        ("p99_latency_ms", "ms"),
+        ("ttft_p95_ms", "ms"),
+        ("throughput_rps", "rps"),
+        ("goodput_rps", "rps"),
+        ("tokens_per_s", "tok/s"),
+        ("duration_s", "s"),
+    ):
+        if key in run:
+            pairs.append((key.replace("_", " "), _num(run[key], unit)))
+    gpu = card.get("gpu")
+    if isinstance(gpu, dict):
+        for key, value in gpu.items():
+            if not isinstance(value, dict | list):
+                pairs.append((f"gpu {key.replace('_', ' ')}", _num(value, digits=2)))
+    figures = "<table>" + "".join(
+        f"<tr><th>{escape(k)}</th><td class='num'>{escape(v)}</td></tr>" for k, v in pairs
+    )
+    figures += "</table>"
+    return f'<div class="grid2"><div>{slo_table}</div><div>{figures}</div></div>'
+
+
+def _plots(data: RunData) -> list[Chart]:
+    sec = per_second_figures(data)
+    x = [float(s) + 0.5 for s in sec["second"].tolist()]
+    x_max = max(data.duration_s, float(len(sec)))
+    windows = [Window(s, e, label) for s, e, label in fault_windows(data)]
+    slos = data.slos
+    charts: list[Chart] = []
+
+    def add(chart_id: str, title: str, y_label: str, series: list[Series], **kw: Any) -> None:
+        charts.append(Chart(chart_id, title, y_label, series, x_max, windows, **kw))
+
+    lat_refs = [
+        (f"{name} objective", float(v))
+        for name, v in (
+            ("p50", getattr(slos, "p50_latency_ms", None)),
+            ("p99", getattr(slos, "p99_latency_ms", None)),
+        )
+        if v is not None
+    ]
+    add(
+        "latency",
+        "Latency percentiles",
+        "ms (log)",
+        [
+            Series("p50", x, _cols(sec, "p50_ms")),
+            Series("p95", x, _cols(sec, "p95_ms")),
+            Series("p99", x, _cols(sec, "p99_ms")),
+        ],
+        refs=lat_refs,
+        log_y=True,
+    )
+    ttft_obj = getattr(slos, "ttft_p95_ms", None)
+    add(
+        "ttft",
+        "Time to first token",
+        "ms (log)",
+        [Series("p50", x, _cols(sec, "ttft_p50_ms")), Series("p95", x, _cols(sec, "ttft_p95_ms"))],
+        refs=[("p95 objective", float(ttft_obj))] if ttft_obj is not None else [],
+        log_y=True,
+    )
+    err_obj = getattr(slos, "error_rate", None)
+    add(
+        "errors",
+        "Error rate",
+        "failed / completed",
+        [Series("error rate", x, _cols(sec, "error_rate"), color="#cf222e")],
+        refs=[("objective", float(err_obj))] if err_obj is not None else [],
+        percent=True,
+    )
+    tput_obj = getattr(slos, "throughput_rps", None)
+    add(
+        "throughput",
+        "Throughput and goodput",
+        "requests / s",
+        [
+            Series("throughput (successes)", x, _cols(sec, "throughput_rps")),
+            Series("goodput (within objectives)", x, _cols(sec, "goodput_rps")),
+            Series("completed", x, _cols(sec, "requests"), dashed=True, color="#8c959f"),
+        ],
+        refs=[("throughput objective", float(tput_obj))] if tput_obj is not None else [],
+    )
+    tel = data.telemetry
+    sources = sorted(set(tel["source"].dropna().tolist())) if not tel.empty else []
+    metrics_of: dict[str, set[str]] = {}
+    for s, m in zip(tel["source"].tolist(), tel["metric"].tolist(), strict=False):
+        metrics_of.setdefault(str(s), set()).add(str(m))
+
+    def series_of(
+        metric: str, pick: list[str], scale: float = 1.0, step: bool = False
+    ) -> list[Series]:
+        out = []
+        for src in pick:
+            xs, ys = telemetry_series(data, src, metric)
+            if xs:
+                out.append(Series(src, xs, [v * scale for v in ys], step=step))
+        return out
+
+    replicas = sorted(s for s in sources if "rss_mib" in metrics_of.get(s, set()))
+    nodes = sorted(
+        s
+        for s in sources
+        if "replicas_ready" in metrics_of.get(s, set()) and s not in ("platform",)
+    )
+    ready = series_of("replicas_ready", nodes, step=True)
+    total_x, total_y = telemetry_series(data, "platform", "replicas_ready")
+    if total_x:
+        ready.append(Series("total", total_x, total_y, step=True, dashed=True, color="#000000"))
+    add("replicas", "Replicas Ready", "replicas", ready)
+    gpus = sorted(s for s in sources if s.startswith("gpu") and "utilization_pct" in metrics_of[s])
+    if gpus:
+        add(
+            "gpu_util",
+            "GPU utilization",
+            "%",
+            series_of("utilization_pct", gpus),
+            y_max=100.0,
+        )
+        mem = series_of("memory_used_mib", gpus, scale=1 / 1024)
+        for g in gpus:
+            owners = sorted(s for s in sources if f"{g}_memory_mib" in metrics_of.get(s, set()))
+            for o in owners:
+                xs, ys = telemetry_series(data, o, f"{g}_memory_mib")
+                mem.append(Series(f"{o} on {g}", xs, [v / 1024 for v in ys], dashed=True))
+        totals = [telemetry_series(data, g, "memory_total_mib")[1] for g in gpus]
+        cap = max((max(t) for t in totals if t), default=None)
+        add(
+            "gpu_memory",
+            "GPU memory used",
+            "GiB",
+            mem,
+            refs=[("GPU memory", cap / 1024)] if cap else [],
+        )
+    else:
+        cpu = series_of("cpu_pct", ["system", *replicas])
+        add("cpu", "CPU (no GPU: psutil)", "% of one core (system: of all)", cpu)
+        add("rss", "Replica memory (RSS)", "MiB", series_of("rss_mib", replicas))
+    queue = series_of("queue_waiting", replicas)
+    for s in series_of("running", replicas):
+        s.name += " running"
+        s.dashed = True
+        queue.append(s)
+    add("queue", "Queue depth (waiting; dashed: running)", "requests", queue)
+    kv = series_of("kv_cache_usage", replicas)
+    if kv:
+        add("kv_cache", "KV-cache usage", "share of slots", kv, y_max=1.0, percent=True)
+    return charts
+
+
+def _offset(t: Any, t0: float) -> str:
+    return f"{float(t) - t0:+.1f}" if isinstance(t, int | float) else "?"
+
+
+def _timeline_html(data: RunData) -> str:
+    rows = []
+    for e in data.timeline:
+        kind = str(e.get("kind", ""))
+        details = e.get("details") or {}
+        text = json.dumps(details, default=str, separators=(", ", ": ")) if details else ""
+        if len(text) > 240:
+            text = text[:237] + "..."
+        rows.append(
+            f'<tr class="{escape(kind)}"><td class="num">{_offset(e.get("time"), data.t0)}</td>'
+            f"<td>{escape(kind)}</td><td>{escape(str(e.get('target', '')))}</td>"
+            f"<td>{escape(text)}</td></tr>"
+        )
+    tel = data.telemetry
+    gpu_events = tel[tel["metric"].isin(["xid", "ecc_double_bit", "ecc_single_bit"])]
+    for t, s, m, v in gpu_events[["time", "source", "metric", "value"]].itertuples(index=False):
+        rows.append(
+            f'<tr class="abort"><td class="num">{_offset(t, data.t0)}</td><td>gpu_event</td>'
+            f"<td>{escape(str(s))}</td><td>{escape(str(m))} {int(v)}</td></tr>"
+        )
+    return (
+        '<table class="timeline"><tr><th>s since load start</th><th>kind</th><th>target</th>'
+        "<th>details</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def render_report(data: RunData) -> str:
+    """The page as one string."""
+    card = data.scorecard
+    verdict = str(card.get("verdict", "unknown"))
+    abort = card.get("abort_reason")
+    note = card.get("note")
+    charts = _plots(data)
+    nvml = not data.telemetry.empty and data.telemetry["source"].str.startswith("gpu").any()
+    started = pd.Timestamp(data.t0, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+    head = (
+        f"<h1>{escape(data.title)}</h1>"
+        f'<p><span class="verdict {escape(verdict)}">{escape(verdict.upper())}</span>'
+        f"exit code {escape(str(card.get('exit_code')))} &middot; run "
+        f"<code>{escape(data.run_dir.name)}</code> &middot; load started {started} &middot; "
+        f"{data.duration_s:.0f} s of load &middot; gpuchaos {escape(__version__)}</p>"
+    )
+    if abort:
+        head += f'<p class="bad">aborted: {escape(str(abort))}</p>'
+    if note:
+        head += f'<p class="bad">{escape(str(note))}</p>'
+    plots = "".join(f"<figure>{render(c)}</figure>" for c in charts)
+    telemetry_note = (
+        "GPU figures from NVML."
+        if nvml
+        else "No GPU on the machine that ran this (NVML absent): CPU and memory from psutil."
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>gpuchaos: {escape(data.name)} ({escape(verdict)})</title>"
+        f"<style>{CSS}</style></head><body><main>"
+        f"{head}<h2>Scorecard</h2>{_scorecard_html(card)}"
+        f'<h2>Over time</h2><p class="note">Shaded: fault windows. Dashed horizontal lines: '
+        f"objectives. Requests are bucketed by the second they ended; failed requests count "
+        f"as at least the client timeout in percentiles. {telemetry_note}</p>{plots}"
+        f"<h2>Timeline</h2>{_timeline_html(data)}"
+        f"<h2>Experiment</h2><pre>{escape(data.experiment_text)}</pre>"
+        f"</main><script>{RENDER_CHECK}</script></body></html>\n"
+    )
+
+
+def write_report_html(data: RunData, path: Path | None = None) -> Path:
+    """Write ``report.html`` into the run folder (or ``path``)."""
+    path = path or data.run_dir / REPORT_FILE
+    path.write_text(render_report(data), encoding="utf-8")
+    return path

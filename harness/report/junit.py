@@ -1,0 +1,91 @@
+"""``junit.xml``: one test case per SLO, for CI systems that read JUnit.
+
+A missed SLO is a ``<failure>`` whose message carries the measured value against the
+objective; an aborted run adds a test case ``run`` with an ``<error>`` holding the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+JUNIT_FILE = "junit.xml"
+
+
+def _value(value: Any, unit: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if unit == "ratio":
+        return f"{float(value):.4f}"
+    return f"{float(value):.1f} {unit}"
+
+
+def slo_message(entry: dict[str, Any]) -> str:
+    """``measured 122.5 ms, objective <= 100.0 ms`` (plus the note when there is one)."""
+    unit = str(entry.get("unit", ""))
+    text = (
+        f"measured {_value(entry.get('measured'), unit)}, objective "
+        f"{entry.get('comparator', '')} {_value(entry.get('objective'), unit)}"
+    )
+    if entry.get("note"):
+        text += f" ({entry['note']})"
+    return text
+
+
+def render_junit(scorecard: dict[str, Any], suite: str) -> str:
+    """The JUnit XML document as a string."""
+    slos = list(scorecard.get("slos") or [])
+    aborted = scorecard.get("verdict") == "aborted"
+    duration = (scorecard.get("run") or {}).get("duration_s") or 0.0
+    failures = sum(1 for e in slos if not e.get("passed"))
+    errors = 1 if aborted else 0
+    tests = len(slos) + errors
+    root = ET.Element("testsuites", name="gpuchaos", tests=str(tests))
+    root.set("failures", str(failures))
+    root.set("errors", str(errors))
+    ts = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(tests),
+        failures=str(failures),
+        errors=str(errors),
+        skipped="0",
+        time=f"{float(duration):.3f}",
+    )
+    props = ET.SubElement(ts, "properties")
+    meta = scorecard.get("meta") or {}
+    for name, value in (
+        ("verdict", scorecard.get("verdict")),
+        ("exit_code", scorecard.get("exit_code")),
+        ("run_dir", meta.get("run_dir")),
+        ("harness_version", meta.get("harness_version")),
+    ):
+        ET.SubElement(props, "property", name=name, value=str(value))
+    classname = f"gpuchaos.{suite}"
+    if aborted:
+        case = ET.SubElement(ts, "testcase", classname=classname, name="run", time="0")
+        reason = str(scorecard.get("abort_reason") or "aborted")
+        err = ET.SubElement(case, "error", message=f"run aborted: {reason}", type="aborted")
+        err.text = reason
+    for entry in slos:
+        case = ET.SubElement(
+            ts, "testcase", classname=classname, name=f"slo.{entry.get('name')}", time="0"
+        )
+        message = slo_message(entry)
+        if not entry.get("passed"):
+            fail = ET.SubElement(case, "failure", message=message, type="slo_missed")
+            fail.text = message
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = message
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_junit(scorecard: dict[str, Any], suite: str, path: Path) -> Path:
+    """Write the JUnit file to ``path``."""
+    path.write_text(render_junit(scorecard, suite), encoding="utf-8")
+    return path

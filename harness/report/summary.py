@@ -1,0 +1,93 @@
+"""``summary.md``: the run in Markdown for CI step summaries (e.g. ``$GITHUB_STEP_SUMMARY``).
+
+The verdict, the SLO table (objective, measured, result), the recovery figures and the
+run's totals.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "summary.md"
+
+_ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️"}
+
+
+def _v(value: Any, unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if unit == "ratio":
+        return f"{float(value):.4f}"
+    if isinstance(value, float):
+        return f"{value:,.1f} {unit}".strip()
+    return f"{value} {unit}".strip()
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_summary(scorecard: dict[str, Any], title: str, report_name: str | None = None) -> str:
+    """The Markdown text."""
+    verdict = str(scorecard.get("verdict", "unknown"))
+    meta = scorecard.get("meta") or {}
+    lines = [
+        f"## {_ICONS.get(verdict, '')} gpuchaos: {_cell(title)}: **{verdict.upper()}**"
+        f" (exit {scorecard.get('exit_code')})",
+        "",
+    ]
+    if scorecard.get("abort_reason"):
+        lines += [f"> **Aborted:** {_cell(str(scorecard['abort_reason']))}", ""]
+    if scorecard.get("note"):
+        lines += [f"> {_cell(str(scorecard['note']))}", ""]
+    slos = scorecard.get("slos") or []
+    if slos:
+        lines += ["| SLO | objective | measured | result |", "|---|---:|---:|---|"]
+        for e in slos:
+            unit = str(e.get("unit", ""))
+            result = "✅ pass" if e.get("passed") else "❌ **fail**"
+            if e.get("note"):
+                result += f" ({_cell(str(e['note']))})"
+            lines.append(
+                f"| `{e.get('name')}` | {e.get('comparator', '')} {_v(e.get('objective'), unit)}"
+                f" | {_v(e.get('measured'), unit)} | {result} |"
+            )
+        lines.append("")
+    else:
+        lines += ["No SLO was set.", ""]
+    rec = scorecard.get("recovery") or {}
+    lines += ["| recovery | |", "|---|---:|"]
+    if rec.get("fault"):
+        recover = _v(rec.get("time_to_recover_s"), "s") if rec.get("recovered") else "not recovered"
+        lines += [
+            f"| fault | {_cell(str(rec.get('fault_target') or '-'))} at "
+            f"{_v(rec.get('fault_start'), 's')} |",
+            f"| time to detect | {_v(rec.get('time_to_detect_s'), 's')} |",
+            f"| time to recover | {recover} |",
+            f"| capacity return | {_v(rec.get('capacity_return_s'), 's')} |",
+            f"| requests lost | {_v(rec.get('requests_lost'))} |",
+        ]
+    else:
+        lines.append("| fault | none |")
+    run = scorecard.get("run") or {}
+    lines += [
+        "",
+        f"{_v(run.get('requests'))} requests, {_v(run.get('errors'))} failed "
+        f"(error rate {_v(run.get('error_rate'), 'ratio')}), "
+        f"{_v(run.get('throughput_rps'), 'req/s')} over {_v(run.get('duration_s'), 's')}.",
+    ]
+    where = meta.get("run_dir")
+    if where:
+        extra = f"; plots in `{report_name}`" if report_name else ""
+        lines += ["", f"Run folder `{where}`{extra}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(
+    scorecard: dict[str, Any], title: str, path: Path, report_name: str | None = None
+) -> Path:
+    """Write ``summary.md`` to ``path``."""
+    path.write_text(render_summary(scorecard, title, report_name), encoding="utf-8")
+    return path
