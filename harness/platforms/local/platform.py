@@ -8,12 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from harness.config import LocalPlatformSpec, WorkloadSpec
 from harness.errors import PlatformError, WorkloadNotReady
 from harness.platforms.base import ReplicaInfo
+from harness.platforms.local.autoscaler import Autoscaler
 from harness.platforms.local.devices import resolve_device
 from harness.platforms.local.process import (
     kill_all,
@@ -24,7 +26,7 @@ from harness.platforms.local.process import (
     usable_cpus,
 )
 from harness.platforms.local.router import Router
-from harness.platforms.local.supervisor import Replica, Supervisor
+from harness.platforms.local.supervisor import Liveness, Replica, Supervisor
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -51,11 +53,14 @@ class LocalPlatform:
         self.log_dir = Path(log_dir)
         self._node_names = [n.name for n in spec.nodes]
         self._node_cpus = {n.name: usable_cpus(n.cpus) for n in spec.nodes}
+        self._node_devices = {n.name: resolve_device(n.device) for n in spec.nodes}
         replicas = []
         for node in spec.nodes:
-            device = resolve_device(node.device)
             for i in range(node.replicas):
-                replicas.append(Replica(f"{node.name}-{i}", node.name, device))
+                replicas.append(
+                    Replica(f"{node.name}-{i}", node.name, self._node_devices[node.name])
+                )
+        live = spec.liveness
         self._router = Router(HOST)
         self._supervisor = Supervisor(
             replicas,
@@ -66,7 +71,14 @@ class LocalPlatform:
             probe_interval_s=spec.probe_interval_s,
             restart_backoff_s=spec.restart_backoff_s,
             max_backoff_s=spec.max_backoff_s,
+            capacity={n.name: n.capacity for n in spec.nodes},
+            devices=self._node_devices,
+            liveness=(
+                Liveness(live.period_s, live.timeout_s, live.failure_threshold) if live else None
+            ),
         )
+        self._autoscaler: Autoscaler | None = None
+        self._retiring: list[threading.Thread] = []
         self._started = False
         self._stopped = False
 
@@ -91,6 +103,9 @@ class LocalPlatform:
             problem = self._startup_problem()
             if problem is None:
                 log.info("local platform ready at %s", self.endpoint)
+                if self.spec.autoscaler is not None:
+                    self._autoscaler = Autoscaler(self, self.spec.autoscaler, self.timeline)
+                    self._autoscaler.start()
                 return
             if problem or time.monotonic() >= deadline:
                 replica_id = problem or self._first_unready()
@@ -104,9 +119,13 @@ class LocalPlatform:
             return
         self._stopped = True
         atexit.unregister(self.stop)
+        if self._autoscaler is not None:
+            self._autoscaler.stop()
         procs = self._supervisor.begin_stop()
         terminate_all(procs, STOP_GRACE_S)
         self._supervisor.join()
+        for t in self._retiring:
+            t.join(timeout=STOP_GRACE_S + 6.0)
         self._router.stop()
         log.info("local platform stopped")
 
@@ -117,7 +136,11 @@ class LocalPlatform:
         return self._supervisor.snapshot()
 
     def node_down(self, node: str) -> list[int]:
-        """Kill every replica on ``node`` at once and keep it down; returns the killed pids."""
+        """Kill every replica on ``node`` at once and keep it down; returns the killed pids.
+
+        The node's replicas are then rescheduled onto up nodes with room (``max_replicas``);
+        those that find none wait for the node to come back.
+        """
         self._check_node(node)
         taken = self._supervisor.take_node_down(node)
         procs = [proc for _, proc in taken]
@@ -132,15 +155,76 @@ class LocalPlatform:
                 replica.id,
                 {"pid": proc.pid, "returncode": proc.returncode, "reason": "node_down"},
             )
+        self._reschedule(f"node {node} down")
         log.info("node %s down, killed pids %s", node, pids)
         return pids
 
     def node_up(self, node: str) -> None:
-        """Bring ``node`` back and start its replicas; no-op when it is up."""
+        """Bring ``node`` back and start the replicas waiting for it; no-op when it is up."""
         self._check_node(node)
         if self._supervisor.bring_node_up(node):
             self.timeline.emit("node_up", node, {})
             log.info("node %s up", node)
+            self._reschedule(f"node {node} up")
+
+    def _reschedule(self, why: str) -> None:
+        moved = self._supervisor.reschedule()
+        pending = self._supervisor.pending()
+        if moved or pending:
+            log.info("%s: rescheduled %s; waiting for their node: %s", why, moved, pending)
+            self.timeline.emit(
+                "scale",
+                "scheduler",
+                {"reason": why, "rescheduled": moved, "pending": pending},
+            )
+
+    # -- capacity, for rescheduling and the autoscaler ------------------------------------
+
+    def node_device(self, node: str) -> str:
+        self._check_node(node)
+        return self._node_devices[node]
+
+    def node_cpus(self, node: str) -> set[int] | None:
+        self._check_node(node)
+        return self._node_cpus[node]
+
+    def node_is_up(self, node: str) -> bool:
+        with self._supervisor.lock:
+            return self._supervisor.node_up[node]
+
+    def node_room(self) -> dict[str, int]:
+        """How many more replicas each node can take (0 for a down node)."""
+        with self._supervisor.lock:
+            return {n: self._supervisor.room(n) for n in self._node_names}
+
+    def replica_count(self) -> int:
+        """Replicas the platform keeps (running, starting or waiting for a node)."""
+        with self._supervisor.lock:
+            return len(self._supervisor.replicas)
+
+    def add_replica(self, node: str) -> str | None:
+        """Scale up by one replica on ``node``; its id, or None when the node has no room."""
+        self._check_node(node)
+        replica = self._supervisor.add_replica(node)
+        return replica.id if replica is not None else None
+
+    def remove_replica(self, replica_id: str) -> None:
+        """Scale down: take a replica out of the router now, then stop it gracefully
+        (SIGTERM lets in-flight requests finish) in the background."""
+        proc = self._supervisor.remove_replica(replica_id)
+        if proc is None:
+            return
+        self.timeline.emit("replica_exit", replica_id, {"pid": proc.pid, "reason": "scale_down"})
+        t = threading.Thread(
+            target=terminate_all, args=([proc], STOP_GRACE_S), name="gpuchaos-retire", daemon=True
+        )
+        t.start()
+        self._retiring.append(t)
+
+    def replica_port(self, replica_id: str) -> int | None:
+        with self._supervisor.lock:
+            r = self._supervisor.replicas.get(replica_id)
+            return r.port if r is not None else None
 
     # -- helpers for tests and fault injectors --------------------------------------------
 
@@ -153,6 +237,14 @@ class LocalPlatform:
             for r in self.replicas()
             if r.pid is not None and (node is None or r.node == node)
         }
+
+    def replica_node(self, replica_id: str) -> str:
+        with self._supervisor.lock:
+            r = self._supervisor.replicas.get(replica_id)
+            if r is None:
+                known = ", ".join(self._supervisor.replicas)
+                raise PlatformError(f"unknown replica {replica_id!r}; known replicas: {known}")
+            return r.node
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until every replica of every up-node is Ready; False on timeout."""
@@ -193,16 +285,13 @@ class LocalPlatform:
         argv = [
             sys.executable,
             "-m",
-            WORKLOAD_MODULES[w.kind],
+            w.module,
             "--host", HOST,
             "--port", str(port),
             "--device", replica.device,
-            "--model", w.model,
             "--replica-id", replica.id,
-            "--max-batch-size", str(w.max_batch_size),
-            "--seed", str(w.seed),
             "--threads", str(self.spec.torch_threads),
-            *w.extra_args,
+            *w.server_args(),  # model, batching, queue, timeouts, memory model, extra_args
         ]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"

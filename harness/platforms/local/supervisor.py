@@ -1,15 +1,20 @@
-"""The supervisor of the local platform (like a kubelet).
+"""The supervisor of the local platform (like a kubelet plus a scheduler).
 
 It owns the replica records and the one lock that guards them, spawns every replica from
 its own thread (so PR_SET_PDEATHSIG ties the children to a thread that lives as long as
-the platform), restarts crashed replicas with back-off, probes readiness, and publishes
-the Ready set to the router.
+the platform), restarts crashed replicas with back-off, probes readiness, kills and
+restarts replicas whose liveness probe keeps failing (a hung process), places the replicas
+of a lost node on surviving nodes with room (``max_replicas``), and publishes the Ready
+set to the router.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import logging
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -25,11 +30,21 @@ from harness.timeline import EventKind, Timeline
 log = logging.getLogger(__name__)
 
 READY_PATH = "/health/ready"
+LIVE_PATH = "/health/live"
 PROBE_TIMEOUT_S = 1.0
 UNREADY_AFTER_FAILURES = 2  # consecutive failed probes before a Ready replica is Unready
 BACKOFF_RESET_S = 30.0  # Ready this long resets the crash back-off
 
 Launcher = Callable[["Replica", int], "subprocess.Popen[bytes]"]
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """Liveness probe settings (like a kubelet's livenessProbe)."""
+
+    period_s: float
+    timeout_s: float
+    failure_threshold: int
 
 
 @dataclass
@@ -50,6 +65,16 @@ class Replica:
     next_start_at: float | None = None  # monotonic; None when no start is scheduled
     probe_failures: int = 0
     last_returncode: int | None = None
+    home: str = ""  # the node it was declared on (it may run elsewhere after a node loss)
+    live_failures: int = 0
+    last_live_probe: float = 0.0  # monotonic
+    ever_ready: bool = False  # this process was Ready once: liveness applies from then on
+    kill_reason: str | None = None  # why the supervisor killed the current process
+    autoscaled: bool = False  # added by the autoscaler
+
+    def __post_init__(self) -> None:
+        if not self.home:
+            self.home = self.node
 
     def info(self) -> ReplicaInfo:
         return ReplicaInfo(
@@ -63,11 +88,11 @@ class Replica:
         )
 
 
-def probe_ready(port: int, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """True when the replica on ``port`` answers ``GET /health/ready`` with 200."""
+def probe_ready(port: int, timeout: float = PROBE_TIMEOUT_S, path: str = READY_PATH) -> bool:
+    """True when the replica on ``port`` answers ``GET path`` (readiness) with 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("GET", READY_PATH)
+        conn.request("GET", path)
         resp = conn.getresponse()
         resp.read()
         return resp.status == 200
@@ -93,10 +118,18 @@ class Supervisor:
         probe_interval_s: float,
         restart_backoff_s: float,
         max_backoff_s: float,
+        capacity: Mapping[str, int] | None = None,
+        devices: Mapping[str, str] | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         self.lock = threading.Lock()
         self.replicas: dict[str, Replica] = {r.id: r for r in replicas}
         self.node_up: dict[str, bool] = dict.fromkeys(nodes, True)
+        #: most replicas a node may run (its GPU capacity); a lost node's replicas move
+        #: only to nodes below it
+        self.capacity: dict[str, int] = dict(capacity or {})
+        self.devices: dict[str, str] = dict(devices or {})
+        self.liveness = liveness
         self._launch = launch
         self._timeline = timeline
         self._publish_fn = publish
@@ -108,9 +141,7 @@ class Supervisor:
         self._wake = threading.Event()
         self._exit = threading.Event()
         self._thread: threading.Thread | None = None
-        self._probes = ThreadPoolExecutor(
-            max_workers=min(32, max(1, len(self.replicas))), thread_name_prefix="gpuchaos-probe"
-        )
+        self._probes = ThreadPoolExecutor(max_workers=32, thread_name_prefix="gpuchaos-probe")
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -151,7 +182,8 @@ class Supervisor:
     # -- node and replica control (called from the caller's thread) ----------------------
 
     def take_node_down(self, node: str) -> list[tuple[Replica, subprocess.Popen[bytes]]]:
-        """Mark ``node`` down and detach its processes (the caller kills them)."""
+        """Mark ``node`` down and detach its processes (the caller kills them, then calls
+        :meth:`reschedule`)."""
         with self.lock:
             if not self.node_up[node]:
                 return []
@@ -167,8 +199,48 @@ class Supervisor:
             self._publish_locked()
         return taken
 
+    def assigned(self, node: str) -> int:
+        """Replicas placed on ``node`` (running, starting or waiting for it); under lock."""
+        return sum(1 for r in self.replicas.values() if r.node == node)
+
+    def room(self, node: str) -> int:
+        """How many more replicas ``node`` can take; under lock."""
+        if not self.node_up.get(node, False):
+            return 0
+        return max(0, self.capacity.get(node, 0) - self.assigned(node))
+
+    def reschedule(self) -> dict[str, str]:
+        """Place the replicas of down nodes on up nodes with room (most room first, like a
+        scheduler spreading pods); the rest wait for their node. Returns replica -> node."""
+        moved: dict[str, str] = {}
+        with self.lock:
+            if self._stopping:
+                return moved
+            now = time.monotonic()
+            for r in self.replicas.values():
+                if self.node_up[r.node] or r.proc is not None:
+                    continue
+                candidates = [n for n in self.node_up if self.room(n) > 0]
+                if not candidates:
+                    continue
+                to = max(candidates, key=lambda n: (n == r.home, self.room(n)))
+                r.node = to
+                r.device = self.devices.get(to, r.device)
+                r.consecutive_crashes = 0
+                self._schedule(r, now)
+                moved[r.id] = to
+        if moved:
+            self._wake.set()
+        return moved
+
+    def pending(self) -> list[str]:
+        """Replicas waiting for a node to come back."""
+        with self.lock:
+            return [r.id for r in self.replicas.values() if not self.node_up[r.node]]
+
     def bring_node_up(self, node: str) -> bool:
-        """Mark ``node`` up and schedule its replicas; False when it already was up."""
+        """Mark ``node`` up and schedule the replicas waiting for it; False when it already
+        was up."""
         with self.lock:
             if self.node_up[node] or self._stopping:
                 return False
@@ -180,6 +252,34 @@ class Supervisor:
                     self._schedule(r, now)
         self._wake.set()
         return True
+
+    def add_replica(self, node: str) -> Replica | None:
+        """A new replica on ``node`` (the autoscaler's scale-up); None when it has no room."""
+        with self.lock:
+            if self._stopping or self.room(node) <= 0:
+                return None
+            taken = {r.id for r in self.replicas.values()}
+            i = 0
+            while f"{node}-{i}" in taken:
+                i += 1
+            r = Replica(f"{node}-{i}", node, self.devices.get(node, "cpu"), autoscaled=True)
+            self._schedule(r, time.monotonic())
+            self.replicas[r.id] = r
+        self._wake.set()
+        return r
+
+    def remove_replica(self, replica_id: str) -> subprocess.Popen[bytes] | None:
+        """Forget a replica (scale-down): it leaves the router at once; returns its process
+        for the caller to terminate."""
+        with self.lock:
+            r = self.replicas.pop(replica_id, None)
+            if r is None:
+                return None
+            proc = r.proc
+            r.proc, r.port, r.next_start_at, r.ready_since = None, None, None, None
+            r.state = "exited"
+            self._publish_locked()
+        return proc
 
     def snapshot(self) -> list[ReplicaInfo]:
         with self.lock:
@@ -200,6 +300,7 @@ class Supervisor:
         events: list[Event] = []
         to_start: list[Replica] = []
         to_probe: list[tuple[Replica, subprocess.Popen[bytes], int]] = []
+        to_live: list[tuple[Replica, subprocess.Popen[bytes], int]] = []
         now = time.monotonic()
         with self.lock:
             if self._stopping:
@@ -210,6 +311,15 @@ class Supervisor:
                     if returncode is None:
                         assert r.port is not None
                         to_probe.append((r, r.proc, r.port))
+                        live = self.liveness
+                        if (
+                            live is not None
+                            and r.ever_ready
+                            and r.kill_reason is None
+                            and now - r.last_live_probe >= live.period_s
+                        ):
+                            r.last_live_probe = now
+                            to_live.append((r, r.proc, r.port))
                     else:
                         events.append(self._crashed_locked(r, r.proc.pid, returncode, now))
                 elif (
@@ -222,13 +332,14 @@ class Supervisor:
         for r in to_start:
             self._start_replica(r)
         if to_probe:
-            self._probe(to_probe)
+            self._probe(to_probe, to_live)
 
     def _crashed_locked(
         self, r: Replica, pid: int | None, returncode: int | None, now: float
     ) -> Event:
         r.proc, r.port, r.ready_since = None, None, None
         r.last_returncode = returncode
+        reason, r.kill_reason = r.kill_reason, None
         r.crashes += 1
         r.consecutive_crashes += 1
         delay = min(self._restart_backoff_s * 2 ** (r.consecutive_crashes - 1), self._max_backoff_s)
@@ -237,11 +348,10 @@ class Supervisor:
         log.warning(
             "replica %s (pid %s) exited with %s; restart in %.2f s", r.id, pid, returncode, delay
         )
-        return (
-            "replica_exit",
-            r.id,
-            {"pid": pid, "returncode": returncode, "restarts": r.restarts},
-        )
+        details: dict[str, Any] = {"pid": pid, "returncode": returncode, "restarts": r.restarts}
+        if reason is not None:
+            details["reason"] = reason
+        return ("replica_exit", r.id, details)
 
     def _start_replica(self, r: Replica) -> None:
         port = free_port()
@@ -266,20 +376,45 @@ class Supervisor:
                 r.spawned_at = time.monotonic()
                 r.probe_failures = 0
                 r.ready_since = None
+                r.ever_ready = False
+                r.live_failures = 0
+                r.kill_reason = None
         if orphan:  # the node went down or the platform stopped while spawning
             kill_all([proc])
             return
         log.info("replica %s started: pid %d, port %d", r.id, proc.pid, port)
-        self._emit([("replica_start", r.id, {"pid": proc.pid, "port": port})])
+        self._emit([("replica_start", r.id, {"pid": proc.pid, "port": port, "node": r.node})])
 
-    def _probe(self, targets: list[tuple[Replica, subprocess.Popen[bytes], int]]) -> None:
+    def _probe(
+        self,
+        targets: list[tuple[Replica, subprocess.Popen[bytes], int]],
+        live: list[tuple[Replica, subprocess.Popen[bytes], int]],
+    ) -> None:
         futures = [self._probes.submit(probe_ready, port) for _, _, port in targets]
+        live_timeout = self.liveness.timeout_s if self.liveness is not None else PROBE_TIMEOUT_S
+        live_futures = [
+            self._probes.submit(probe_ready, port, live_timeout, LIVE_PATH) for _, _, port in live
+        ]
         results = [f.result() for f in futures]
+        live_results = [f.result() for f in live_futures]
         events: list[Event] = []
         now = time.monotonic()
         with self.lock:
             if self._stopping:
                 return
+            for (r, proc, _), ok in zip(live, live_results, strict=True):
+                if r.proc is not proc or self.liveness is None:
+                    continue
+                r.live_failures = 0 if ok else r.live_failures + 1
+                if r.live_failures >= self.liveness.failure_threshold:
+                    r.kill_reason = "liveness"
+                    log.warning(
+                        "replica %s (pid %d) failed %d liveness probes: killing it",
+                        r.id, proc.pid, r.live_failures,
+                    )  # fmt: skip
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    self._wake.set()
             for (r, proc, _), ok in zip(targets, results, strict=True):
                 if r.proc is not proc:  # replaced or taken down meanwhile
                     continue
@@ -288,9 +423,14 @@ class Supervisor:
                     if r.state in ("starting", "unready"):
                         r.state = "ready"
                         r.ready_since = now
+                        r.ever_ready = True
                         startup_s = round(now - r.spawned_at, 3)
                         events.append(
-                            ("replica_ready", r.id, {"pid": proc.pid, "startup_s": startup_s})
+                            (
+                                "replica_ready",
+                                r.id,
+                                {"pid": proc.pid, "startup_s": startup_s, "node": r.node},
+                            )
                         )
                     elif (
                         r.ready_since is not None

@@ -1,0 +1,69 @@
+"""The experiment catalog: what ``gpuchaos list`` shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.chaos.actions import FAULT_ACTIONS
+from harness.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    title: str
+    faults: list[str]  # fault actions of the method, in order
+    duration_s: float | None  # length of the load
+    problem: str | None = None  # set when the file does not validate
+
+
+def _faults(document: dict[str, Any]) -> list[str]:
+    out = []
+    for activity in document.get("method") or []:
+        provider = activity.get("provider") or {}
+        if provider.get("module") == "harness.chaos.actions" and provider.get("func") in (
+            FAULT_ACTIONS
+        ):
+            out.append(str(provider["func"]))
+    return out
+
+
+def catalog(folder: Path) -> list[CatalogEntry]:
+    """Every ``*.yaml`` experiment of ``folder``, validated, sorted by name."""
+    from harness.experiment import load_experiment
+
+    entries = []
+    for path in sorted(Path(folder).glob("*.yaml")):
+        try:
+            exp = load_experiment(path)
+        except ConfigError as exc:
+            entries.append(CatalogEntry(path.stem, "", [], None, str(exc)))
+            continue
+        duration = getattr(exp.spec.load.shape, "duration_s", None)
+        entries.append(
+            CatalogEntry(
+                exp.name,
+                exp.title,
+                _faults(exp.document),
+                float(duration) if duration is not None else None,
+            )
+        )
+    return entries
+
+
+def catalog_table(entries: list[CatalogEntry]) -> str:
+    rows = [("name", "title", "faults", "duration")]
+    for e in entries:
+        if e.problem:
+            rows.append((e.name, f"INVALID: {e.problem}", "", ""))
+            continue
+        faults = ", ".join(e.faults) or "none (baseline)"
+        duration = f"{e.duration_s:g} s" if e.duration_s is not None else "-"
+        rows.append((e.name, e.title, faults, duration))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join(
+        f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}".rstrip()
+        for r in rows
+    )
