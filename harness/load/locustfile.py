@@ -1,4 +1,4 @@
-"""The Locust side of the load: a streaming OpenAI-completions user and the spike shape.
+"""The Locust side of the load: recording users (OpenAI, KServe v2), open and closed loop.
 
 Runs only inside a Locust process started by :class:`harness.load.runner.LocustRunner`
 (``python -m locust -f harness/load/locustfile.py``), never imported by the harness. The
@@ -23,6 +23,7 @@ from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 from gevent.pool import Group
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError
 from geventhttpclient.useragent import ConnectionError as ClientConnectionError
@@ -32,7 +33,9 @@ from locust.exception import StopUser
 from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+from harness.load.distributed import RECORDS_ENV, worker_slot
 from harness.load.loadconfig import CONFIG_ENV, read_load_config
+from harness.load.sampling import arrivals, draw_length, v2_payload
 from harness.load.shapes import next_change, phase_at, users_at
 from harness.load.sse import classify_line, http_error, one_line
 from harness.records import REPLICA_HEADER, RecordWriter
@@ -40,7 +43,8 @@ from harness.records import REPLICA_HEADER, RecordWriter
 log = logging.getLogger(__name__)
 
 PATH = "/v1/completions"
-MODEL = "gpuchaos"
+V2_PATH = "/v2/models/{model}/infer"
+V2_META_PATH = "/v2/models/{model}"
 #: Every status is a response to record, never an exception inside the client.
 ALL_STATUSES = frozenset(range(100, 600))
 HEADERS = {
@@ -65,7 +69,14 @@ CONFIG = read_load_config(_config_path)
 LOAD = CONFIG.load
 SHAPE = LOAD.shape
 T0 = CONFIG.t0
-RECORDS = RecordWriter(CONFIG.records_path)
+#: A worker of a distributed load writes its own records file (see harness.load.distributed).
+RECORDS = RecordWriter(os.environ.get(RECORDS_ENV) or CONFIG.records_path)
+#: This process's index among the workers, and their number; (0, 1) when alone.
+WORKER, WORKERS = worker_slot()
+V2 = LOAD.user == "kserve-v2"
+STREAM = LOAD.user == "openai-stream"
+MODEL = LOAD.model or "gpuchaos"
+V2_MODEL = LOAD.model or "classifier"
 #: Requests in flight, each in its own greenlet (see ``OpenAIStreamUser.complete``).
 INFLIGHT = Group()
 #: Set once Locust starts stopping the run (end of the shape or SIGINT).
@@ -93,6 +104,7 @@ class Measurement:
     replica: str = ""
     received: int = 0  # body bytes read
     elapsed: float | None = None  # seconds, set when the response is complete
+    queue_ms: float | None = None  # open loop: wait in the client queue before sending
 
 
 def describe(exc: BaseException) -> str:
@@ -113,10 +125,15 @@ def describe(exc: BaseException) -> str:
     return one_line(f"{type(exc).__name__}: {exc}")
 
 
-class OpenAIStreamUser(FastHttpUser):
-    """POSTs streaming ``/v1/completions`` and records TTFT, tokens, status and replica."""
+class RecordingUser(FastHttpUser):
+    """Sends one request of the configured protocol and records it (base of both modes).
 
-    wait_time = constant(LOAD.wait_s)
+    Protocols: ``openai-stream`` (SSE ``/v1/completions``, TTFT and tokens as they arrive),
+    ``openai`` (the whole completion at once, tokens from ``usage``) and ``kserve-v2``
+    (``POST /v2/models/{model}/infer`` with inputs built from the model's metadata).
+    """
+
+    abstract = True
     network_timeout = LOAD.request_timeout_s
     connection_timeout = LOAD.request_timeout_s
     max_retries = 0
@@ -128,25 +145,27 @@ class OpenAIStreamUser(FastHttpUser):
         agent = self.client.client
         agent.valid_response_codes = ALL_STATUSES  # type: ignore[misc]
         agent.redirect_response_codes = frozenset()  # type: ignore[misc]
-        self._url = (self.host or "").rstrip("/") + PATH
+        self._base = (self.host or "").rstrip("/")
+        self._url = self._base + (V2_PATH.format(model=V2_MODEL) if V2 else PATH)
 
     def _body(self) -> str:
-        prompt = " ".join(self._rng.choice(WORDS) for _ in range(LOAD.prompt_words))
+        if V2:
+            return self._rng.choice(_v2_payloads(self))
+        words = draw_length(LOAD.prompt_words, self._rng)
+        prompt = " ".join(self._rng.choice(WORDS) for _ in range(words))
+        max_tokens = draw_length(LOAD.max_tokens, self._rng)
         return json.dumps(
-            {"model": MODEL, "prompt": prompt, "max_tokens": LOAD.max_tokens, "stream": True}
+            {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "stream": STREAM}
         )
 
-    @task
-    def complete(self) -> None:
-        if STOPPING.is_set():  # the run is ending: start nothing new
-            raise StopUser()
-        # The request runs in a greenlet of its own, so a user stopped mid-request (a
-        # ramp-down, the end of the run) never cuts it short: it completes and is recorded.
-        INFLIGHT.spawn(self._measured_request).join()
-
-    def _measured_request(self) -> None:
-        start = time.time()
-        m = Measurement(start=start, started=time.perf_counter(), phase=phase_at(SHAPE, start - T0))
+    def _measured_request(self, scheduled: float | None = None) -> None:
+        """One request, one record; ``scheduled`` (unix seconds, open loop) starts its clock."""
+        now, perf = time.time(), time.perf_counter()
+        start = now if scheduled is None else min(scheduled, now)
+        m = Measurement(
+            start=start, started=perf - (now - start), phase=phase_at(SHAPE, start - T0)
+        )
+        m.queue_ms = (now - start) * 1000.0 if scheduled is not None else None
         try:
             self._exchange(m)
         except Exception as exc:  # a bug in the measuring code: still one record
@@ -175,6 +194,9 @@ class OpenAIStreamUser(FastHttpUser):
                 m.error = http_error(m.status, excerpt)
                 m.elapsed = time.perf_counter() - m.started
                 return
+            if not STREAM:
+                self._read_whole(m, response)
+                return
             self._read_events(m, stream)
             if m.error:
                 return
@@ -186,6 +208,29 @@ class OpenAIStreamUser(FastHttpUser):
         finally:
             if response is not None:
                 response.release()  # closes the socket unless the body was read to its end
+
+    def _read_whole(self, m: Measurement, response: Any) -> None:
+        """A non-streaming answer: the OpenAI completion or the v2 inference response."""
+        body = response.read()
+        m.received = len(body)
+        m.elapsed = time.perf_counter() - m.started
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            m.error = "bad response: " + one_line(body.decode("utf-8", "replace"))
+            return
+        if not isinstance(doc, dict):
+            m.error = "bad response: not a JSON object"
+        elif V2:
+            if not isinstance(doc.get("outputs"), list):
+                m.error = "bad response: no outputs"
+        else:
+            usage = doc.get("usage") or {}
+            tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+            if isinstance(tokens, int):
+                m.output_tokens = tokens
+            elif not doc.get("choices"):
+                m.error = "bad response: no choices"
 
     def _read_events(self, m: Measurement, stream: Any) -> None:
         """Read SSE lines as they arrive; ``readline`` returns each line on its own packet."""
@@ -225,6 +270,7 @@ class OpenAIStreamUser(FastHttpUser):
             "error": m.error,
             "replica": m.replica,
             "phase": m.phase,
+            "queue_ms": None if m.queue_ms is None else f"{m.queue_ms:.3f}",
         }
         try:
             RECORDS.write(record)
@@ -233,7 +279,7 @@ class OpenAIStreamUser(FastHttpUser):
         try:
             self.environment.events.request.fire(
                 request_type="POST",
-                name=PATH,
+                name=self._url[len(self._base) :] or "/",
                 response_time=latency_ms,
                 response_length=m.received,
                 response=None,
@@ -246,18 +292,110 @@ class OpenAIStreamUser(FastHttpUser):
             log.exception("reporting a request to Locust failed")
 
 
-class SpikeShape(LoadTestShape):
-    """Baseline users, a spike, baseline again; ends after ``duration_s``.
+_V2_CACHE: dict[str, list[str]] = {}
+#: Distinct random input payloads per v2 model (built once; large images are slow to encode).
+V2_VARIANTS = 4
+
+
+def _v2_payloads(user: RecordingUser) -> list[str]:
+    """Request bodies for the v2 model, built from ``GET /v2/models/{model}`` metadata."""
+    if user._base in _V2_CACHE:
+        return _V2_CACHE[user._base]
+    url = user._base + V2_META_PATH.format(model=V2_MODEL)
+    response = user.client.client.urlopen(url, method="GET", headers={"Accept": "application/json"})
+    try:
+        body = response.read()
+    finally:
+        response.release()
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url}: HTTP {response.status_code}: {one_line(body.decode())}")
+    inputs = json.loads(body)["inputs"]
+    rng = random.Random(f"{LOAD.seed}:v2")
+    payloads = [json.dumps(v2_payload(inputs, rng)) for _ in range(V2_VARIANTS)]
+    _V2_CACHE[user._base] = payloads
+    return payloads
+
+
+class ClosedLoopUser(RecordingUser):
+    """Closed loop: each user sends a request, waits for the answer (and ``wait_s``), repeats."""
+
+    wait_time = constant(LOAD.wait_s)
+
+    @task
+    def complete(self) -> None:
+        if STOPPING.is_set():  # the run is ending: start nothing new
+            raise StopUser()
+        # The request runs in a greenlet of its own, so a user stopped mid-request (a
+        # ramp-down, the end of the run) never cuts it short: it completes and is recorded.
+        INFLIGHT.spawn(self._measured_request).join()
+
+
+class OpenLoopUser(RecordingUser):
+    """Open loop: one dispatcher sends requests on a schedule holding the shape's rate.
+
+    Arrivals never wait for answers, so a slow server gets as much load as a fast one. At
+    most ``max_in_flight`` requests are on the wire at once (the connection pool); later
+    arrivals wait in the client queue, and that wait is both recorded (``queue_ms``) and
+    counted in their latency, which starts at the scheduled send time.
+    """
+
+    wait_time = constant(0)
+    concurrency = LOAD.max_in_flight
+
+    @task
+    def dispatch(self) -> None:
+        slots = gevent.lock.BoundedSemaphore(LOAD.max_in_flight)
+        rng = random.Random(f"{LOAD.seed}:arrivals")
+        # workers draw the whole schedule from 0 and each sends every WORKERS-th arrival
+        begin = max(0.0, time.time() - T0) if WORKERS == 1 else 0.0
+        for number, offset in enumerate(arrivals(SHAPE, LOAD.arrivals == "poisson", rng, begin)):
+            if number % WORKERS != WORKER:
+                continue
+            if STOPPING.is_set():
+                break
+            delay = T0 + offset - time.time()
+            if delay > 0:
+                gevent.sleep(delay)
+            if STOPPING.is_set():
+                break
+            INFLIGHT.spawn(self._queued_request, T0 + offset, slots)
+        STOPPING.wait()
+        raise StopUser()
+
+    def _queued_request(self, scheduled: float, slots: gevent.lock.BoundedSemaphore) -> None:
+        left = LOAD.request_timeout_s - (time.time() - scheduled)
+        if left <= 0 or not slots.acquire(timeout=left):
+            m = Measurement(
+                start=scheduled,
+                started=time.perf_counter() - (time.time() - scheduled),
+                phase=phase_at(SHAPE, scheduled - T0),
+                error="timeout: client queue full",
+            )
+            m.queue_ms = (time.time() - scheduled) * 1000.0
+            self._finish(m)
+            return
+        try:
+            self._measured_request(scheduled)
+        finally:
+            slots.release()
+
+
+# Only the mode's own user class runs (Locust spawns every non-abstract User of the file).
+ClosedLoopUser.abstract = LOAD.mode != "closed"
+OpenLoopUser.abstract = LOAD.mode != "open"
+
+
+class GpuchaosShape(LoadTestShape):
+    """The configured shape on the harness's clock; ends after the shape's duration.
 
     The clock is the harness's ``t0`` (not Locust's start), so user counts, the phase in
     each record and the phase events on the timeline agree. The first tick waits for
     ``t0``; a change due before the next tick (Locust ticks about once a second) is waited
-    for, so counts change on time even for boundaries that are not whole seconds.
+    for, so counts change on time even for boundaries that are not whole seconds. In open
+    loop there is a single dispatcher user for the whole load.
     """
 
     def tick(self) -> tuple[int, float] | None:
-        # Locust calls this about once a second; a change due before the next call is
-        # waited for here, so counts change (and the load ends) on time, not up to 1 s late.
         now = time.time() - T0
         change = next_change(SHAPE, max(now, 0.0))
         if now < 0 or (change is not None and change - now < TICK_LOOKAHEAD_S):
@@ -268,6 +406,8 @@ class SpikeShape(LoadTestShape):
         users = users_at(SHAPE, now)
         if users is None:
             return None
+        if LOAD.mode == "open":
+            return LOAD.workers or 1, SHAPE.spawn_rate  # one dispatcher per worker
         return users, SHAPE.spawn_rate
 
 

@@ -24,7 +24,7 @@ from typing import IO, Any
 from harness.config import LoadSpec
 from harness.errors import LoadError
 from harness.load.loadconfig import CONFIG_ENV, CONFIG_FILE, write_load_config
-from harness.load.shapes import phase_schedule, spike_users, users_at
+from harness.load.shapes import duration, level_at, peak_level, phase_schedule
 from harness.records import REQUESTS_FILE
 from harness.timeline import Timeline
 
@@ -170,7 +170,7 @@ class LocustRunner:
         env[CONFIG_ENV] = str(config_path.resolve())
         package_root = str(LOCUSTFILE.resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-        already = count_records(self.records_path)
+        already = self.record_count()
         if already:
             log.warning("%s already holds %d records; appending", self.records_path, already)
         self._log_fh = open(self.log_path, "ab")  # noqa: SIM115
@@ -197,11 +197,14 @@ class LocustRunner:
             "load_start",
             "locust",
             {
-                "users": shape.baseline_users,
-                "spike_users": spike_users(shape),
+                "shape": shape.kind,
+                "mode": self.spec.mode,
+                "user": self.spec.user,
+                "level": level_at(shape, 0.0),
+                "peak_level": peak_level(shape),
                 "endpoint": self.endpoint,
                 "pid": self._proc.pid,
-                "duration_s": shape.duration_s,
+                "duration_s": duration(shape),
             },
             at=t0,
         )
@@ -217,7 +220,7 @@ class LocustRunner:
             details = {
                 "phase": phase,
                 "offset_s": offset,
-                "users": users_at(self.spec.shape, offset),
+                "level": level_at(self.spec.shape, offset),
             }
             timer = threading.Timer(
                 max(0.0, t0 + offset - time.time()),
@@ -234,7 +237,7 @@ class LocustRunner:
         deadline = launched + self.start_delay_s + self.first_record_timeout_s
         while True:
             code = self._proc.poll()
-            if count_records(self.records_path) > already:
+            if self.record_count() > already:
                 return
             if code is not None:
                 after = time.monotonic() - launched
@@ -292,6 +295,7 @@ class LocustRunner:
             self.returncode = returncode
         if self._log_fh is not None:
             self._log_fh.close()
+        self.collect_records()
         records = count_records(self.records_path)
         log.info("Locust ended (code %s), %d request records", returncode, records)
         self.timeline.emit(
@@ -305,6 +309,14 @@ class LocustRunner:
             },
         )
         return returncode
+
+    def record_count(self) -> int:
+        """Request records written so far (the distributed runner sums its workers' files)."""
+        return count_records(self.records_path)
+
+    def collect_records(self) -> None:
+        """Called once Locust has exited, before ``load_end``: the distributed runner merges
+        its workers' records into ``requests.csv`` here."""
 
     @staticmethod
     def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -61,16 +61,18 @@ def run_llm_server(
     *extra_args: str,
     replica_id: str | None = None,
     ready_timeout: float = LLM_READY_TIMEOUT_S,
+    module: str = "workloads.llm",
 ) -> Iterator[LLMServer]:
     """Start the server, wait until /health/ready says 200 (failing early, with its log, if it
-    exits first), yield it, and always stop it (SIGTERM, then SIGKILL)."""
+    exits first), yield it, and always stop it (SIGTERM, then SIGKILL). `module` picks the
+    workload (`workloads.classifier` serves /health/ready too)."""
     port = free_port()
     rid = replica_id or f"test-replica-{port}"
     log_path = log_dir / f"llm-{port}.log"
     cmd = [
         sys.executable,
         "-m",
-        "workloads.llm",
+        module,
         "--host",
         "127.0.0.1",
         "--port",

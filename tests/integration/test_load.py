@@ -16,7 +16,7 @@ import pytest
 from harness.config import LoadSpec, SpikeShape
 from harness.errors import LoadError
 from harness.load import LocustRunner
-from harness.records import COLUMNS, REQUESTS_FILE
+from harness.records import COLUMNS, OPTIONAL_COLUMNS, REQUESTS_FILE
 from harness.timeline import Timeline, read_timeline
 
 
@@ -27,7 +27,7 @@ def _spec(**shape: float) -> dict[str, Any]:
 def _rows(run_dir: Path) -> list[dict[str, str]]:
     with open(run_dir / REQUESTS_FILE, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        assert tuple(reader.fieldnames or ()) == COLUMNS
+        assert tuple(reader.fieldnames or ()) == COLUMNS + OPTIONAL_COLUMNS
         return list(reader)
 
 

@@ -241,3 +241,44 @@ def test_model_config_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         TINY.n_layer = 3  # type: ignore[misc]
     assert isinstance(LIVELY, ModelConfig)
+
+
+def test_decode_with_a_wider_span_is_the_same() -> None:
+    """CUDA graphs decode over a bucketed key span; masking makes it equal to the exact one."""
+    from workloads.llm.config import MODEL_CONFIGS
+    from workloads.llm.model import KVCache, build_model
+
+    config = MODEL_CONFIGS["tiny"]
+    model = build_model(config, 0, torch.device("cpu"), torch.float32)
+    cache = KVCache(config, 2, torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        model.prefill(torch.tensor(list(b"hello")), cache, 0)
+        model.prefill(torch.tensor(list(b"hi")), cache, 1)
+        ids, positions = torch.tensor([5, 6]), torch.tensor([5, 2])
+        exact = model.decode(ids, positions, cache)
+        again = KVCache(config, 2, torch.device("cpu"), torch.float32)
+        again.data.copy_(cache.data)
+        wide = model.decode(ids, positions, again, span=64)
+    torch.testing.assert_close(exact, wide, rtol=1e-5, atol=1e-5)
+
+
+def test_kv_cache_resize_keeps_the_first_slots() -> None:
+    from workloads.llm.config import MODEL_CONFIGS
+    from workloads.llm.model import KVCache
+
+    config = MODEL_CONFIGS["tiny"]
+    cache = KVCache(config, 2, torch.device("cpu"), torch.float32)
+    cache.data[:, :, 0] = 1.0
+    cache.resize(4, keep=1)
+    assert cache.slots == 4 and cache.nbytes == 2 * KVCache.slot_bytes(config, torch.float32) * 2
+    assert bool((cache.data[:, :, 0] == 1.0).all()) and float(cache.data[:, :, 1:].abs().sum()) == 0
+
+
+def test_graph_buckets() -> None:
+    from workloads.llm.graphs import batch_buckets, bucket_for, span_buckets
+
+    assert batch_buckets(48) == [1, 2, 4, 8, 16, 32, 48]
+    assert span_buckets(1024) == [64, 128, 256, 512, 1024]
+    assert bucket_for(33, batch_buckets(48)) == 48
+    with pytest.raises(ValueError):
+        bucket_for(49, batch_buckets(48))

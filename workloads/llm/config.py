@@ -70,6 +70,12 @@ class ServerSettings:
     max_tokens_limit: int
     seed: int
     threads: int
+    max_queue_size: int = 256
+    request_timeout_s: float = 60.0
+    shutdown_grace_s: float = 10.0
+    kv_cache: str = "preallocate"
+    gpu_memory_utilization: float | None = None
+    cuda_graphs: bool = True
 
     @property
     def model_config(self) -> ModelConfig:

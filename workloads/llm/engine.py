@@ -1,11 +1,23 @@
 """The batching engine: one thread owns the model and runs continuous batching over a KV cache.
 
-Requests wait in a queue; before every decode step the waiting ones are prefilled (one at a
-time, each into its own cache slot) and join the running batch, up to `max_batch_size`; one
-batched decode step then advances every running request by one token, and finished requests
-leave (their slot is reused). Each token is handed to the request's sink as soon as it exists.
-A forward that raises (out of memory, for one) fails the requests of that step with an
-`ErrorEvent`; the engine keeps serving.
+Requests wait in a bounded queue (a full queue refuses at once: the server answers 429); before
+every decode step the waiting ones are prefilled (one at a time, each into its own cache slot)
+and join the running batch, up to the batch limit; one batched decode step then advances every
+running request by one token, and finished requests leave (their slot is reused). Each token is
+handed to the request's sink as soon as it exists. A request past its deadline fails with 504.
+
+Memory models (`kv_cache`):
+
+- ``preallocate``: the whole KV-cache pool is allocated at load, like vLLM's
+  ``gpu_memory_utilization``. Under memory pressure the replica fails at *startup* (the pool
+  does not fit) or not at all for KV memory: a hog arriving later cannot take the pool.
+- ``on-demand``: the pool grows (by powers of two) as requests join and is released when the
+  engine is idle. Under memory pressure the *growth* fails: the requests joining at that moment
+  get 503 while the running ones continue, and memory the engine held is given back when idle.
+
+Any forward that raises fails only the requests it was computing: a prefill its one request,
+a decode step its batch, with an `ErrorEvent` (503 for out of memory); after an out-of-memory
+the engine collects garbage and empties the CUDA cache, counts it, and keeps serving.
 """
 
 from __future__ import annotations
@@ -15,9 +27,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
+from torch import Tensor
 
+from workloads.common import QueueFull, is_oom, pin_mmap_threshold, release_memory
 from workloads.llm.config import MODEL_CONFIGS, ModelConfig, is_cuda
 from workloads.llm.events import (
     FINISH_LENGTH,
@@ -26,6 +41,7 @@ from workloads.llm.events import (
     GenerationRequest,
     TokenEvent,
 )
+from workloads.llm.graphs import GraphDecoder, batch_buckets, bucket_for
 from workloads.llm.metrics import Metrics
 from workloads.llm.model import GPT, KVCache, build_model
 
@@ -33,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 WARMUP_PROMPT = list(b"warm up")
 WARMUP_TOKENS = 4
+KVCacheMode = Literal["preallocate", "on-demand"]
+#: Weight of the newest request in the moving average of request time (for Retry-After).
+EWMA_ALPHA = 0.1
 
 
 class EngineNotReady(RuntimeError):
@@ -55,6 +74,7 @@ class _Running:
     limit: int
     last_token: int = 0
     generated: int = 0
+    last_token_at: float = 0.0
     failed: bool = field(default=False)
 
     @property
@@ -67,13 +87,6 @@ class _Running:
         return self.failed or self.generated >= self.limit or self.request.cancelled
 
 
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc).lower()
-    return "out of memory" in text or "can't allocate memory" in text
-
-
 class Engine:
     """Greedy continuous-batching generation on one device."""
 
@@ -84,27 +97,46 @@ class Engine:
         max_batch_size: int,
         seed: int = 0,
         metrics: Metrics | None = None,
+        *,
+        max_queue_size: int = 256,
+        kv_cache: KVCacheMode = "preallocate",
+        gpu_memory_utilization: float | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if max_queue_size < 0:
+            raise ValueError("max_queue_size must not be negative")
         self.config = MODEL_CONFIGS[model] if isinstance(model, str) else model
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if is_cuda(device) else torch.float32
         self.max_batch_size = max_batch_size
+        self.max_queue_size = max_queue_size
+        self.kv_cache_mode: KVCacheMode = kv_cache
+        self.gpu_memory_utilization = gpu_memory_utilization
+        self.use_cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self.seed = seed
         self._metrics = metrics
         self._model: GPT | None = None
         self._cache: KVCache | None = None
+        self._graphs: GraphDecoder | None = None
+        #: Requests that may run at once: the batch limit, or fewer when the pool is smaller.
+        self.batch_limit = max_batch_size
         self._waiting: deque[GenerationRequest] = deque()
         self._running: list[_Running] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._request_s = 0.1  # moving average of request time, for Retry-After
 
     @property
     def ready(self) -> bool:
         return self._ready.is_set() and not self._stopping
+
+    @property
+    def cache_slots(self) -> int:
+        return 0 if self._cache is None else self._cache.slots
 
     def load(self) -> StartupTimes:
         """Initialise the device, build the seeded model and its cache, and warm up."""
@@ -115,20 +147,48 @@ class Engine:
             torch.cuda.set_device(self.device)
             torch.empty(1, device=self.device)
             if self._metrics is not None:
-                dev = self.device
-                self._metrics.track_gpu_memory(
-                    lambda: float(torch.cuda.memory_allocated(dev)),
-                    lambda: float(torch.cuda.memory_reserved(dev)),
-                )
+                self._metrics.track_gpu_memory(str(self.device))
+        else:
+            pin_mmap_threshold()
         t1 = time.perf_counter()
         self._model = build_model(self.config, self.seed, self.device, self.dtype)
-        self._cache = KVCache(self.config, self.max_batch_size, self.device, self.dtype)
+        self._cache = KVCache(self.config, self._initial_slots(), self.device, self.dtype)
         self._sync()
         t2 = time.perf_counter()
         self._warm_up()
         t3 = time.perf_counter()
+        if self._metrics is not None:
+            self._metrics.kv_cache_bytes.set(self._require_model()[1].nbytes)
         self._ready.set()
+        logger.info(
+            "KV cache %s: %d slots (%.1f MiB), batch limit %d, decode %s",
+            self.kv_cache_mode,
+            self.cache_slots,
+            self._require_model()[1].nbytes / 2**20,
+            self.batch_limit,
+            f"CUDA graphs ({self._graphs.captured} captured)" if self._graphs else "eager",
+        )
         return StartupTimes(device_init=t1 - t0, weights=t2 - t1, warmup=t3 - t2)
+
+    def _initial_slots(self) -> int:
+        """Slots of the pool at load: all of it (preallocate) or one, for warm-up (on demand)."""
+        if self.kv_cache_mode == "on-demand":
+            return 1
+        slots = self.max_batch_size
+        if self.device.type == "cuda" and self.gpu_memory_utilization is not None:
+            free, total = torch.cuda.mem_get_info(self.device)
+            used_by_others = total - free - torch.cuda.memory_reserved(self.device)
+            budget = self.gpu_memory_utilization * total - used_by_others
+            budget -= torch.cuda.memory_allocated(self.device)
+            per_slot = KVCache.slot_bytes(self.config, self.dtype)
+            slots = int(budget // per_slot)
+            if slots < 1:
+                raise torch.cuda.OutOfMemoryError(
+                    f"gpu_memory_utilization {self.gpu_memory_utilization}: no room for a KV "
+                    f"cache slot ({per_slot} bytes; {free} of {total} bytes free)"
+                )
+        self.batch_limit = min(self.max_batch_size, slots)
+        return slots
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -145,6 +205,12 @@ class Engine:
                 token = model.decode(token.reshape(1), positions, cache)[0].argmax()
                 position += 1
             token.item()
+            if self.use_cuda_graphs:
+                self._graphs = GraphDecoder(model, self.batch_limit)
+                if self.kv_cache_mode == "preallocate":
+                    self._graphs.capture_all(cache)
+            if self.kv_cache_mode == "on-demand":
+                cache.resize(0, keep=0)
         self._sync()
 
     def _require_model(self) -> tuple[GPT, KVCache]:
@@ -152,8 +218,17 @@ class Engine:
             raise EngineNotReady("the engine is not loaded")
         return self._model, self._cache
 
+    def retry_after_s(self) -> float:
+        """A guess at when the queue has room again: the waiting work over the batch."""
+        with self._cond:
+            waiting = len(self._waiting)
+        return self._request_s * (1 + waiting / self.batch_limit)
+
     def submit(self, request: GenerationRequest) -> None:
-        """Queue a request; its events go to `request.sink` from the engine thread."""
+        """Queue a request; its events go to `request.sink` from the engine thread.
+
+        Raises QueueFull when `max_queue_size` requests already wait.
+        """
         if not request.prompt_ids:
             raise ValueError("prompt_ids must not be empty")
         if request.max_tokens < 1:
@@ -161,6 +236,11 @@ class Engine:
         if not self.ready:
             raise EngineNotReady("the engine is not ready")
         with self._cond:
+            if len(self._waiting) >= self.max_queue_size:
+                waiting = len(self._waiting)
+                if self._metrics is not None:
+                    self._metrics.rejected("queue_full")
+                raise QueueFull(waiting, self._request_s * (1 + waiting / self.batch_limit))
             self._waiting.append(request)
             self._set_gauges()
             self._cond.notify()
@@ -186,17 +266,19 @@ class Engine:
         with torch.inference_mode():
             while True:
                 with self._cond:
+                    if not self._waiting and not self._running and not self._stopping:
+                        self._release_idle_cache()
                     while not self._waiting and not self._running and not self._stopping:
                         self._cond.wait()
                     if self._stopping:
                         break
                     admitted: list[GenerationRequest] = []
-                    while self._waiting and len(self._running) + len(admitted) < (
-                        self.max_batch_size
-                    ):
+                    while self._waiting and len(self._running) + len(admitted) < self.batch_limit:
                         admitted.append(self._waiting.popleft())
-                for request in admitted:
-                    self._admit(request)
+                    self._set_gauges()
+                self._admit_all(admitted)
+                if self._running:
+                    self._expire_running()
                 if self._running:
                     self._decode_step()
                 with self._cond:
@@ -216,11 +298,52 @@ class Engine:
         if self._metrics is not None:
             self._metrics.num_requests_waiting.set(len(self._waiting))
             self._metrics.num_requests_running.set(len(self._running))
-            self._metrics.cache_usage.set(len(self._running) / self.max_batch_size)
+            self._metrics.cache_usage.set(len(self._running) / self.batch_limit)
+
+    # -- admission ---------------------------------------------------------------------------
+
+    def _admit_all(self, admitted: list[GenerationRequest]) -> None:
+        now = time.perf_counter()
+        live: list[GenerationRequest] = []
+        for request in admitted:
+            if request.cancelled:
+                continue
+            if request.deadline is not None and now > request.deadline:
+                self._time_out(request, "in the queue")
+                continue
+            live.append(request)
+        if not live:
+            return
+        if not self._ensure_slots(len(self._running) + len(live), live):
+            return
+        for request in live:
+            self._admit(request)
+
+    def _ensure_slots(self, needed: int, joining: list[GenerationRequest]) -> bool:
+        """On demand: grow the pool for `needed` slots; an OOM fails only `joining`."""
+        _, cache = self._require_model()
+        if cache.slots >= needed:
+            return True
+        target = bucket_for(needed, batch_buckets(self.batch_limit))
+        try:
+            cache.resize(target, keep=len(self._running))
+        except Exception as exc:
+            self._fail(joining, exc, "KV-cache growth")
+            return False
+        if self._metrics is not None:
+            self._metrics.kv_cache_bytes.set(cache.nbytes)
+        return True
+
+    def _release_idle_cache(self) -> None:
+        """On demand: an idle engine gives its KV-cache memory back."""
+        if self.kv_cache_mode != "on-demand" or self._cache is None or self._cache.slots == 0:
+            return
+        self._cache.resize(0, keep=0)
+        release_memory(self.device.type)
+        if self._metrics is not None:
+            self._metrics.kv_cache_bytes.set(0)
 
     def _admit(self, request: GenerationRequest) -> None:
-        if request.cancelled:
-            return
         model, cache = self._require_model()
         n_ctx = self.config.n_ctx
         prompt = request.prompt_ids[-n_ctx:]
@@ -233,6 +356,7 @@ class Engine:
             return
         if self._metrics is not None:
             self._metrics.prompt_tokens.inc(len(prompt))
+            self._metrics.queue_time.observe(time.perf_counter() - request.arrival)
         running = _Running(
             request=request,
             prompt_len=len(prompt),
@@ -243,18 +367,38 @@ class Engine:
         if running.done:
             self._remove(len(self._running) - 1)
 
-    def _decode_step(self) -> None:
+    # -- decoding ----------------------------------------------------------------------------
+
+    def _expire_running(self) -> None:
+        now = time.perf_counter()
+        for i in reversed(range(len(self._running))):
+            r = self._running[i]
+            if r.request.deadline is not None and now > r.request.deadline:
+                self._remove(i)
+                self._time_out(r.request, "while generating")
+
+    def _forward(self, running: list[_Running]) -> Tensor:
         model, cache = self._require_model()
+        ids = [r.last_token for r in running]
+        positions = [r.next_position for r in running]
+        if self._graphs is not None:
+            return self._graphs.decode(ids, positions, cache)
+        return model.decode(
+            torch.tensor(ids, device=self.device),
+            torch.tensor(positions, device=self.device),
+            cache,
+            span=max(positions) + 1,
+        )
+
+    def _decode_step(self) -> None:
         running = self._running
         for i in reversed(range(len(running))):
             if running[i].request.cancelled:
                 self._remove(i)
         if not running:
             return
-        ids = torch.tensor([r.last_token for r in running], device=self.device)
-        positions = torch.tensor([r.next_position for r in running], device=self.device)
         try:
-            tokens = model.decode(ids, positions, cache).argmax(dim=-1).tolist()
+            tokens = self._forward(running).argmax(dim=-1).tolist()
         except Exception as exc:
             failed = [r.request for r in running]
             running.clear()
@@ -278,9 +422,15 @@ class Engine:
             metrics.generation_tokens.inc()
             if running.generated == 1:
                 metrics.time_to_first_token.observe(now - running.request.arrival)
+            else:
+                metrics.time_per_output_token.observe(now - running.last_token_at)
             if finish is not None:
                 metrics.e2e_request_latency.observe(now - running.request.arrival)
                 metrics.request_success(finish)
+        running.last_token_at = now
+        if finish is not None:
+            spent = now - running.request.arrival
+            self._request_s += EWMA_ALPHA * (spent - self._request_s)
         event = TokenEvent(token_id=token, index=running.generated - 1, finish_reason=finish)
         if not self._emit(running.request, event):
             running.failed = True
@@ -295,8 +445,15 @@ class Engine:
             self._running[index] = moved
         self._running.pop()
 
+    # -- failures ----------------------------------------------------------------------------
+
+    def _time_out(self, request: GenerationRequest, where: str) -> None:
+        if self._metrics is not None:
+            self._metrics.rejected("timeout")
+        self._emit(request, ErrorEvent(f"request timed out {where}", status=504))
+
     def _fail(self, requests: list[GenerationRequest], exc: Exception, stage: str) -> None:
-        kind = "oom" if _is_oom(exc) else "other"
+        kind = "oom" if is_oom(exc) else "other"
         logger.warning(
             "%s failed (%s) for %d request(s): %s: %s",
             stage,
@@ -305,8 +462,8 @@ class Engine:
             type(exc).__name__,
             exc,
         )
-        if self.device.type == "cuda" and kind == "oom":
-            torch.cuda.empty_cache()
+        if kind == "oom":
+            release_memory(self.device.type)
         if self._metrics is not None:
             self._metrics.engine_error(kind)
             self._metrics.failed_requests.inc(len(requests))

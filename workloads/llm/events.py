@@ -41,6 +41,8 @@ class GenerationRequest:
     max_tokens: int
     sink: Callable[[GenerationEvent], None]
     arrival: float = field(default_factory=time.perf_counter)
+    #: perf_counter time after which the engine fails the request with 504 (None: never).
+    deadline: float | None = None
     cancelled: bool = False
 
     def cancel(self) -> None:

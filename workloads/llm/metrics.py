@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from workloads.common import track_gpu_memory
 
 TTFT_BUCKETS = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
@@ -14,7 +14,12 @@ E2E_BUCKETS = (
     0.01, 0.025, 0.05, 0.1, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0,
     10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
 )  # fmt: skip
+TPOT_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+    0.75, 1.0, 2.5,
+)  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+REJECT_REASONS = ("queue_full", "timeout", "draining")
 STARTUP_STAGES = ("import", "device_init", "weights", "warmup")
 
 
@@ -51,6 +56,34 @@ class Metrics:
             buckets=E2E_BUCKETS,
             registry=reg,
         ).labels(model_name)
+        self.time_per_output_token = Histogram(
+            "vllm:time_per_output_token_seconds",
+            "Time between two generated tokens of a request.",
+            m,
+            buckets=TPOT_BUCKETS,
+            registry=reg,
+        ).labels(model_name)
+        self.queue_time = Histogram(
+            "vllm:request_queue_time_seconds",
+            "Time a request waited before its prefill.",
+            m,
+            buckets=TTFT_BUCKETS,
+            registry=reg,
+        ).labels(model_name)
+        self.kv_cache_bytes = Gauge(
+            "gpuchaos_kv_cache_bytes",
+            "Memory the KV-cache pool holds now (constant when preallocated).",
+            registry=reg,
+        )
+        self._rejected = Counter(
+            "gpuchaos_requests_rejected",
+            "Requests refused or dropped before finishing (reason: queue_full -> 429, "
+            "timeout -> 504, draining -> 503).",
+            ("reason",),
+            registry=reg,
+        )
+        for reason in REJECT_REASONS:
+            self._rejected.labels(reason)
         self.prompt_tokens = Counter(
             "vllm:prompt_tokens", "Prompt tokens prefilled.", m, registry=reg
         ).labels(model_name)
@@ -67,7 +100,11 @@ class Metrics:
         self.batch_size = Histogram(
             "gpuchaos_batch_size", "Requests per decode step.", buckets=BATCH_BUCKETS, registry=reg
         )
-        self.oom = Counter("gpuchaos_oom", "Forward passes that ran out of memory.", registry=reg)
+        self.oom = Counter(
+            "gpuchaos_oom",
+            "Forward passes (or cache growths) that ran out of memory.",
+            registry=reg,
+        )
         self._engine_errors = Counter(
             "gpuchaos_engine_errors",
             "Forward passes that raised (kind: oom or other); their requests failed with 503.",
@@ -102,20 +139,12 @@ class Metrics:
     def startup_stage(self, stage: str, seconds: float) -> None:
         self._startup.labels(stage).set(seconds)
 
-    def track_gpu_memory(
-        self, allocated: Callable[[], float], reserved: Callable[[], float]
-    ) -> None:
-        """Expose GPU memory gauges read at scrape time (CUDA only)."""
-        Gauge(
-            "gpuchaos_gpu_memory_allocated_bytes",
-            "GPU memory held by tensors of this process.",
-            registry=self.registry,
-        ).set_function(allocated)
-        Gauge(
-            "gpuchaos_gpu_memory_reserved_bytes",
-            "GPU memory reserved by this process's caching allocator.",
-            registry=self.registry,
-        ).set_function(reserved)
+    def rejected(self, reason: str) -> None:
+        self._rejected.labels(reason).inc()
+
+    def track_gpu_memory(self, device: str) -> None:
+        """Expose GPU memory used and reserved, read at scrape time (CUDA only)."""
+        track_gpu_memory(self.registry, device)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,6 +9,8 @@ the token embedding. Weights are drawn after `torch.manual_seed(seed)` (normal, 
 from __future__ import annotations
 
 import logging
+import math
+import mmap
 from typing import cast
 
 import torch
@@ -24,18 +26,53 @@ class KVCache:
     """Keys and values for `slots` sequences of up to `n_ctx` positions each.
 
     Layout: [n_layer, 2 (key, value), slots, n_head, n_ctx, head_dim]. A request owns one slot
-    while it runs; the engine keeps running requests in slots 0..n-1.
+    while it runs; the engine keeps running requests in slots 0..n-1. `resize` grows or
+    shrinks the pool (the on-demand memory model), keeping the first slots' contents.
     """
 
     def __init__(
         self, config: ModelConfig, slots: int, device: torch.device, dtype: torch.dtype
     ) -> None:
-        self.slots = slots
-        self.data = torch.zeros(
-            (config.n_layer, 2, slots, config.n_head, config.n_ctx, config.head_dim),
-            device=device,
-            dtype=dtype,
-        )
+        self.config = config
+        self.device = device
+        self.dtype = dtype
+        self.data = self._alloc(slots)
+
+    def _alloc(self, slots: int) -> Tensor:
+        c = self.config
+        shape = (c.n_layer, 2, slots, c.n_head, c.n_ctx, c.head_dim)
+        if self.device.type != "cpu" or slots == 0:
+            return torch.zeros(shape, device=self.device, dtype=self.dtype)
+        # On the CPU the pool is a mapping of its own, like a device allocation: it never comes
+        # from memory the heap already holds, so a squeezed RLIMIT_AS (the CPU stand-in for a
+        # full GPU) fails it the way a full GPU fails cudaMalloc (OSError ENOMEM).
+        nbytes = math.prod(shape) * torch.empty((), dtype=self.dtype).element_size()
+        region = mmap.mmap(-1, nbytes)  # anonymous, zero-filled
+        return torch.frombuffer(region, dtype=self.dtype).view(shape)
+
+    @property
+    def slots(self) -> int:
+        return int(self.data.shape[2])
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size()
+
+    @staticmethod
+    def slot_bytes(config: ModelConfig, dtype: torch.dtype) -> int:
+        """Bytes one slot takes."""
+        per = config.n_layer * 2 * config.n_head * config.n_ctx * config.head_dim
+        return per * torch.empty((), dtype=dtype).element_size()
+
+    def resize(self, slots: int, keep: int) -> None:
+        """Reallocate to `slots` slots, copying the first `keep` (raises when out of memory)."""
+        if slots == self.slots:
+            return
+        new = self._alloc(slots)
+        keep = min(keep, slots, self.slots)
+        if keep:
+            new[:, :, :keep] = self.data[:, :, :keep]
+        self.data = new
 
     def move(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` positions of slot `src` into slot `dst`."""
@@ -151,13 +188,18 @@ class GPT(nn.Module):
             h = block.prefill(h, cache.data[layer], slot)
         return self._logits(h[0, -1])
 
-    def decode(self, ids: Tensor, positions: Tensor, cache: KVCache) -> Tensor:
+    def decode(
+        self, ids: Tensor, positions: Tensor, cache: KVCache, span: int | None = None
+    ) -> Tensor:
         """One step for slots 0..n-1: token `ids[i]` at `positions[i]`; logits [n, vocab].
 
         Each slot attends only to its own positions 0..positions[i] (the rest is masked), so a
-        sequence decodes the same whatever else shares the batch.
+        sequence decodes the same whatever else shares the batch. `span` (keys attended, at
+        least max(positions) + 1) may be given to avoid reading `positions` back from the
+        device, which a CUDA graph cannot do.
         """
-        span = int(positions.max().item()) + 1
+        if span is None:
+            span = int(positions.max().item()) + 1
         key_pos = torch.arange(span, device=ids.device)
         mask = (key_pos[None, :] <= positions[:, None])[:, None, None, :]
         h = (self.wte(ids) + self.wpe(positions)).unsqueeze(1)

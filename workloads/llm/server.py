@@ -22,8 +22,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
+from workloads.common import (
+    REPLICA_HEADER,
+    DrainingServer,
+    QueueFull,
+    ReplicaHeaderMiddleware,
+    retry_after_header,
+)
 from workloads.llm.config import ServerSettings
 from workloads.llm.events import ErrorEvent, GenerationEvent, GenerationRequest, TokenEvent
 from workloads.llm.metrics import STARTUP_STAGES, Metrics
@@ -34,30 +41,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REPLICA_HEADER = "x-replica-id"
+__all__ = ["REPLICA_HEADER", "Replica", "build_asgi_app", "create_app", "serve"]
+
 DEFAULT_MAX_TOKENS = 16
-SHUTDOWN_GRACE_SECONDS = 10
-
-
-class ReplicaHeaderMiddleware:
-    """Adds `x-replica-id` to every HTTP response, errors included (wraps the whole app)."""
-
-    def __init__(self, app: ASGIApp, replica_id: str) -> None:
-        self.app = app
-        self._header = (REPLICA_HEADER.encode("latin-1"), replica_id.encode("latin-1"))
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [*message.get("headers", []), self._header]
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_header)
 
 
 class CompletionRequest(BaseModel):
@@ -82,11 +68,22 @@ class CompletionRequest(BaseModel):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
-def _error(status: int, message: str, kind: str) -> JSONResponse:
+ERROR_KINDS = {429: "rate_limit_exceeded", 503: "service_unavailable", 504: "timeout"}
+
+
+def _error(
+    status: int, message: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"message": message, "type": kind, "param": None, "code": status}},
         status_code=status,
+        headers=headers,
     )
+
+
+def _failed(status: int, message: str) -> JSONResponse:
+    """An engine failure (503 out of memory or shutting down, 504 timed out)."""
+    return _error(status, message, ERROR_KINDS.get(status, "server_error"))
 
 
 def _bad_request(message: str) -> JSONResponse:
@@ -121,12 +118,13 @@ class Replica:
         self.tokenizer = Tokenizer(self.config.vocab_size)
         self.engine: Engine | None = None
         self.failure: str | None = None
+        self.draining = False
         self.on_fatal: Callable[[], None] = lambda: None
         self._thread: threading.Thread | None = None
 
     @property
     def ready(self) -> bool:
-        return self.engine is not None and self.engine.ready
+        return self.engine is not None and self.engine.ready and not self.draining
 
     def start_loading(self) -> None:
         self._thread = threading.Thread(target=self._load_and_serve, name="llm-engine", daemon=True)
@@ -156,7 +154,17 @@ class Replica:
 
         torch.set_num_threads(s.threads)
         import_seconds = time.perf_counter() - t0
-        engine = Engine(s.model, s.device, s.max_batch_size, seed=s.seed, metrics=self.metrics)
+        engine = Engine(
+            s.model,
+            s.device,
+            s.max_batch_size,
+            seed=s.seed,
+            metrics=self.metrics,
+            max_queue_size=s.max_queue_size,
+            kv_cache="on-demand" if s.kv_cache == "on-demand" else "preallocate",
+            gpu_memory_utilization=s.gpu_memory_utilization,
+            cuda_graphs=s.cuda_graphs,
+        )
         times = engine.load()
         stages = dict(
             zip(
@@ -208,7 +216,7 @@ def create_app(replica: Replica) -> FastAPI:
     async def ready() -> JSONResponse:
         if replica.ready:
             return JSONResponse({"status": "ready", "replica_id": settings.replica_id})
-        status = "failed" if replica.failure else "loading"
+        status = "failed" if replica.failure else "draining" if replica.draining else "loading"
         return JSONResponse({"status": status, "replica_id": settings.replica_id}, 503)
 
     app.add_api_route("/health", ready, methods=["GET"])
@@ -249,6 +257,9 @@ def create_app(replica: Replica) -> FastAPI:
             return _bad_request(
                 f"max_tokens must be between 1 and {settings.max_tokens_limit}, got {max_tokens}"
             )
+        if replica.draining:
+            replica.metrics.rejected("draining")
+            return _unavailable("the server is shutting down")
         engine = replica.engine
         if engine is None or not engine.ready:
             return _unavailable("the model is not ready")
@@ -260,8 +271,12 @@ def create_app(replica: Replica) -> FastAPI:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
         generation = GenerationRequest(prompt_ids, max_tokens, sink)
+        generation.deadline = generation.arrival + settings.request_timeout_s
         try:
             engine.submit(generation)
+        except QueueFull as exc:
+            headers = retry_after_header(exc.retry_after_s)
+            return _error(429, str(exc), ERROR_KINDS[429], headers)
         except RuntimeError as exc:
             return _unavailable(str(exc))
         try:
@@ -270,7 +285,7 @@ def create_app(replica: Replica) -> FastAPI:
             generation.cancel()
             raise
         if isinstance(first, ErrorEvent):
-            return _unavailable(first.message)
+            return _failed(first.status, first.message)
         completion_id = f"cmpl-{uuid.uuid4().hex}"
         base = {
             "id": completion_id,
@@ -298,7 +313,7 @@ def create_app(replica: Replica) -> FastAPI:
         try:
             while True:
                 if isinstance(event, ErrorEvent):
-                    return _unavailable(event.message)
+                    return _failed(event.status, event.message)
                 tokens.append(event.token_id)
                 if event.finish_reason is not None:
                     break
@@ -331,7 +346,7 @@ async def _stream(
     try:
         while True:
             if isinstance(event, ErrorEvent):
-                error = {"message": event.message, "type": "service_unavailable"}
+                error = {"message": event.message, "type": ERROR_KINDS.get(event.status, "error")}
                 yield _sse({"error": {**error, "param": None, "code": event.status}})
                 break
             count += 1
@@ -369,9 +384,13 @@ def serve(settings: ServerSettings, started: float | None = None) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
     )
-    server = uvicorn.Server(config)
+
+    def drain() -> None:
+        replica.draining = True
+
+    server = DrainingServer(config, drain)
 
     def fatal() -> None:
         server.should_exit = True

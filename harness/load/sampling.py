@@ -1,0 +1,86 @@
+"""Seeded draws for the load: request lengths, open-loop arrivals, v2 input tensors.
+
+Pure functions of a ``random.Random``; no Locust import (the unit tests run them in the
+harness process).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from typing import Any
+
+from harness.config import LengthDistribution, Shape
+from harness.load.shapes import level_at, next_change
+
+#: Datatypes of the Open Inference Protocol the v2 user can fill.
+V2_FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64", "BF16"})
+V2_INT_TYPES = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+
+
+def draw_length(spec: int | LengthDistribution, rng: random.Random) -> int:
+    """One length: the number itself, or a draw rounded and clamped to [min, max]."""
+    if isinstance(spec, int):
+        return spec
+    if spec.dist == "uniform":
+        return rng.randint(spec.min, spec.max)
+    assert spec.mean is not None and spec.std is not None  # checked by the model
+    if spec.dist == "normal":
+        value = rng.gauss(spec.mean, spec.std)
+    else:
+        value = rng.lognormvariate(math.log(spec.mean), spec.std)
+    return min(spec.max, max(spec.min, round(value)))
+
+
+def arrivals(
+    shape: Shape, poisson: bool, rng: random.Random, start: float = 0.0
+) -> Iterator[float]:
+    """Open-loop send times (seconds after load start) holding the shape's rate.
+
+    Poisson arrivals draw exponential gaps at the current rate; uniform ones are evenly
+    spaced. A gap that would cross a change of the rate is cut at the change and drawn again
+    at the new rate (exact for Poisson arrivals, which have no memory). Ends with the load.
+    """
+    t = max(start, 0.0)
+    while True:
+        rate = level_at(shape, t)
+        if rate is None:
+            return
+        change = next_change(shape, t)
+        if rate <= 0:
+            if change is None:
+                return
+            t = change
+            continue
+        gap = rng.expovariate(rate) if poisson else 1.0 / rate
+        if change is not None and t + gap > change:
+            t = change
+            continue
+        t += gap
+        yield t
+
+
+def v2_tensor_shape(shape: list[int]) -> list[int]:
+    """A model's declared input shape with variable dimensions (-1) set to 1."""
+    return [1 if d < 0 else d for d in shape]
+
+
+def v2_payload(inputs: list[dict[str, Any]], rng: random.Random) -> dict[str, Any]:
+    """An inference request for inputs described by v2 model metadata, filled at random.
+
+    Raises ValueError for a datatype that cannot be generated (BYTES, BOOL).
+    """
+    tensors = []
+    for spec in inputs:
+        shape = v2_tensor_shape([int(d) for d in spec["shape"]])
+        count = math.prod(shape)
+        datatype = str(spec["datatype"])
+        if datatype in V2_FLOAT_TYPES:
+            data: list[Any] = [round(rng.uniform(-1.0, 1.0), 3) for _ in range(count)]
+        elif datatype in V2_INT_TYPES:
+            data = [rng.randint(0, 100) for _ in range(count)]
+        else:
+            raise ValueError(f"cannot generate input {spec.get('name')!r} of type {datatype}")
+        tensors.append({"name": spec["name"], "shape": shape, "datatype": datatype, "data": data})
+    return {"inputs": tensors}

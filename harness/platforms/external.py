@@ -1,0 +1,75 @@
+"""An inference server the harness did not deploy (vLLM, TGI, Triton, ...): only a URL.
+
+Implements the Platform contract so load, telemetry and scoring work unchanged: ``start``
+waits until the optional ready path answers 200, there are no nodes or replicas, and node
+faults raise :class:`PlatformError` (``gpuchaos validate`` already rejects them).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import httpx
+
+from harness.config import EndpointSpec
+from harness.errors import PlatformError, WorkloadNotReady
+from harness.platforms.base import ReplicaInfo
+from harness.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+NO_NODES = "not available with an external endpoint (the harness deployed nothing)"
+
+
+class ExternalEndpoint:
+    """A running server addressed by URL."""
+
+    def __init__(self, spec: EndpointSpec, timeline: Timeline) -> None:
+        self.spec = spec
+        self.timeline = timeline
+
+    @property
+    def endpoint(self) -> str:
+        return self.spec.url.rstrip("/")
+
+    def start(self) -> None:
+        """Wait until ``ready_path`` answers 200 (no wait without one)."""
+        path = self.spec.ready_path
+        if path is None:
+            log.info("external endpoint %s (no readiness check)", self.endpoint)
+            return
+        url = self.endpoint + "/" + path.lstrip("/")
+        deadline = time.monotonic() + self.spec.ready_timeout_s
+        last = "no answer"
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    status = client.get(url).status_code
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                else:
+                    if status == 200:
+                        log.info("external endpoint %s is ready", self.endpoint)
+                        self.timeline.emit("replica_ready", self.endpoint, {"url": url})
+                        return
+                    last = f"HTTP {status}"
+                time.sleep(0.25)
+        raise WorkloadNotReady(
+            f"external endpoint {url} not ready after {self.spec.ready_timeout_s:g} s ({last})"
+        )
+
+    def stop(self) -> None:
+        """Nothing to tear down."""
+
+    def nodes(self) -> list[str]:
+        return []
+
+    def replicas(self) -> list[ReplicaInfo]:
+        return []
+
+    def node_down(self, node: str) -> list[int]:
+        raise PlatformError(f"node_down({node!r}): {NO_NODES}")
+
+    def node_up(self, node: str) -> None:
+        raise PlatformError(f"node_up({node!r}): {NO_NODES}")

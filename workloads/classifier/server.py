@@ -1,0 +1,348 @@
+"""The KServe v2 / Open Inference Protocol HTTP layer of the classifier.
+
+Endpoints: ``GET /v2`` (server metadata), ``GET /v2/health/live``, ``GET /v2/health/ready``,
+``GET /v2/models/{name}`` (model metadata), ``GET /v2/models/{name}/ready``,
+``POST /v2/models/{name}/infer`` (also under ``/versions/{version}``), ``GET /metrics``.
+Inputs come as JSON ``data`` or as binary tensor data (the protocol's binary extension, which
+tritonclient uses by default); outputs are always JSON. Errors are ``{"error": "..."}``.
+
+The port is bound before the model loads (``/v2/health/live`` answers at once, readiness is 503
+until warm); the first SIGTERM drains: readiness and new requests get 503, requests in flight
+finish within the grace period, then the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp
+
+from workloads.classifier.config import CLASSIFIER_CONFIGS, ClassifierSettings
+from workloads.classifier.metrics import STARTUP_STAGES, ClassifierMetrics
+from workloads.common import (
+    DrainingServer,
+    QueueFull,
+    ReplicaHeaderMiddleware,
+    retry_after_header,
+)
+
+if TYPE_CHECKING:
+    from workloads.classifier.engine import BatchingEngine
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "classifier"
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+HEADER_LENGTH = "inference-header-content-length"
+NUMPY_TYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+
+
+class BadRequest(ValueError):
+    """The inference request does not fit the model (answer 400)."""
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class ClassifierReplica:
+    """Settings, metrics and (once loaded) the engine of one classifier process."""
+
+    def __init__(
+        self, settings: ClassifierSettings, metrics: ClassifierMetrics, started: float
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.started = started
+        self.engine: BatchingEngine | None = None
+        self.failure: str | None = None
+        self.draining = False
+        self.on_fatal: Callable[[], None] = lambda: None
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and self.engine.ready and not self.draining
+
+    def start_loading(self) -> None:
+        threading.Thread(target=self._load_and_serve, name="classifier", daemon=True).start()
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    def _load_and_serve(self) -> None:
+        try:
+            engine = self._load()
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            logger.exception("model load failed; exiting")
+            self.on_fatal()
+            return
+        self.engine = engine
+        engine.serve_forever()
+
+    def _load(self) -> BatchingEngine:
+        s = self.settings
+        t0 = time.perf_counter()
+        import torch
+
+        from workloads.classifier.engine import BatchingEngine
+
+        torch.set_num_threads(s.threads)
+        import_seconds = time.perf_counter() - t0
+        engine = BatchingEngine(
+            s.model,
+            s.device,
+            s.max_batch_size,
+            s.max_batch_delay_ms / 1000.0,
+            s.max_queue_size,
+            seed=s.seed,
+            metrics=self.metrics,
+        )
+        times = engine.load()
+        stages = dict(
+            zip(
+                STARTUP_STAGES,
+                (import_seconds, times.device_init, times.weights, times.warmup),
+                strict=True,
+            )
+        )
+        for stage, seconds in stages.items():
+            self.metrics.startup_stage(stage, seconds)
+        self.metrics.ready.set(1)
+        logger.info(
+            "ready: classifier %s on %s, replica %s; startup import %.2f s, device init %.2f s, "
+            "weights %.2f s, warm-up %.2f s (%.2f s since launch)",
+            s.model,
+            s.device,
+            s.replica_id,
+            *stages.values(),
+            time.perf_counter() - self.started,
+        )
+        return engine
+
+
+def parse_infer_request(body: bytes, header_length: int | None, image_shape: list[int]) -> Any:
+    """The images [n, *image_shape] (float32) of a v2 inference request; BadRequest if wrong."""
+    json_part = body if header_length is None else body[:header_length]
+    try:
+        doc = json.loads(json_part)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
+        raise BadRequest("expected an object with an 'inputs' list")
+    inputs = doc["inputs"]
+    if len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise BadRequest(f"expected exactly one input, {INPUT_NAME!r}")
+    tensor = inputs[0]
+    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    if name != INPUT_NAME:
+        raise BadRequest(f"unknown input {name!r}; expected {INPUT_NAME!r}")
+    if datatype not in NUMPY_TYPES:
+        raise BadRequest(f"datatype {datatype!r} not supported; expected one of FP16, FP32, FP64")
+    if (
+        not isinstance(shape, list)
+        or not all(isinstance(d, int) for d in shape)
+        or len(shape) != 1 + len(image_shape)
+        or shape[1:] != image_shape
+        or shape[0] < 1
+    ):
+        raise BadRequest(
+            f"input shape must be [N, {', '.join(map(str, image_shape))}], got {shape}"
+        )
+    dtype = NUMPY_TYPES[datatype]
+    params = tensor.get("parameters") or {}
+    size = params.get("binary_data_size") if isinstance(params, dict) else None
+    try:
+        if size is not None:
+            if header_length is None:
+                raise BadRequest("binary_data_size given without Inference-Header-Content-Length")
+            raw = body[header_length : header_length + int(size)]
+            array = np.frombuffer(raw, dtype=dtype).copy()
+        else:
+            array = np.asarray(tensor.get("data"), dtype=dtype)
+        return array.reshape(shape).astype(np.float32, copy=False)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"input data does not match shape {shape}: {exc}") from None
+
+
+def create_app(replica: ClassifierReplica) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        replica.start_loading()
+        yield
+        replica.stop()
+
+    app = FastAPI(
+        title="gpuchaos reference classifier (KServe v2)",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    settings = replica.settings
+    shape = CLASSIFIER_CONFIGS[settings.model]
+    image_shape, num_classes = shape.input_shape(), shape.num_classes
+
+    def unknown(name: str) -> JSONResponse | None:
+        return None if name == MODEL_NAME else _error(404, f"unknown model {name!r}")
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        return {"name": "gpuchaos-classifier", "version": "1", "extensions": ["binary_tensor_data"]}
+
+    # /health/* too: the local platform's supervisor probes the same paths for every workload
+    @app.get("/v2/health/live")
+    @app.get("/health/live")
+    async def live() -> dict[str, Any]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": replica.ready}, status_code=200 if replica.ready else 503)
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> Any:
+        problem = unknown(name)
+        if problem is not None:
+            return problem
+        return {
+            "name": MODEL_NAME,
+            "versions": ["1"],
+            "platform": "pytorch",
+            "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, *image_shape]}],
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, num_classes]}],
+        }
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> Any:
+        problem = unknown(name)
+        if problem is not None:
+            return problem
+        status = 200 if replica.ready else 503
+        return JSONResponse({"name": MODEL_NAME, "ready": replica.ready}, status_code=status)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> Any:
+        problem = unknown(name)
+        if problem is not None:
+            return problem
+        if replica.draining:
+            replica.metrics.rejected("draining")
+            return _error(503, "the server is shutting down")
+        engine = replica.engine
+        if engine is None or not engine.ready:
+            return _error(503, "the model is not ready")
+        header = request.headers.get(HEADER_LENGTH)
+        try:
+            body = await request.body()
+            images = parse_infer_request(body, int(header) if header else None, image_shape)
+        except (BadRequest, ValueError) as exc:
+            return _error(400, str(exc))
+        except MemoryError:
+            # the request's own tensors did not fit: fail it alone, like a batch that ran out
+            replica.metrics.engine_error("oom")
+            replica.metrics.failed_requests.inc()
+            return _error(503, "out of memory while reading the request")
+        from workloads.classifier.engine import InferenceFailed, InferRequest
+
+        job = InferRequest(images, deadline=time.perf_counter() + settings.request_timeout_s)
+        try:
+            engine.submit(job)
+        except QueueFull as exc:
+            return _error(429, str(exc), retry_after_header(exc.retry_after_s))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        except RuntimeError as exc:
+            return _error(503, str(exc))
+        try:
+            logits = await asyncio.wrap_future(job.future)
+        except asyncio.CancelledError:
+            job.future.cancel()
+            raise
+        except InferenceFailed as exc:
+            return _error(exc.status, str(exc))
+        doc: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": "1"}
+        try:
+            request_id = json.loads(body[: int(header)] if header else body).get("id")
+        except (ValueError, AttributeError):
+            request_id = None
+        if request_id is not None:
+            doc["id"] = request_id
+        doc["outputs"] = [
+            {
+                "name": OUTPUT_NAME,
+                "datatype": "FP32",
+                "shape": list(logits.shape),
+                "data": logits.reshape(-1).tolist(),
+            }
+        ]
+        return JSONResponse(doc)
+
+    return app
+
+
+def build_asgi_app(replica: ClassifierReplica) -> ASGIApp:
+    return ReplicaHeaderMiddleware(create_app(replica), replica.settings.replica_id)
+
+
+def serve(settings: ClassifierSettings, started: float | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; 0 on a clean stop, 1 if the model failed to load."""
+    metrics = ClassifierMetrics(settings.model, settings.replica_id, settings.device)
+    replica = ClassifierReplica(
+        settings, metrics, time.perf_counter() if started is None else started
+    )
+    config = uvicorn.Config(
+        build_asgi_app(replica),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+    )
+
+    def drain() -> None:
+        replica.draining = True
+
+    server = DrainingServer(config, drain)
+
+    def fatal() -> None:
+        server.should_exit = True
+
+    replica.on_fatal = fatal
+    logger.info(
+        "serving classifier %s on http://%s:%d (device %s, replica %s); loading the model",
+        settings.model,
+        settings.host,
+        settings.port,
+        settings.device,
+        settings.replica_id,
+    )
+    server.run()
+    if replica.failure is not None:
+        logger.error("exiting: %s", replica.failure)
+        return 1
+    return 0
