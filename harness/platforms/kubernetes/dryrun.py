@@ -1,0 +1,85 @@
+"""``gpuchaos run --dry-run``: check and plan a run, changing nothing.
+
+On the ``kubernetes`` platform it connects (the context check and the allowlists apply),
+reads what is there, and lists what the run would create and what each cluster fault of the
+method and rollbacks would hit, all under :func:`no_mutations`: any request but a GET is
+refused before it leaves the process. On the local platform it lists the replicas it would
+start and the activities, starting nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from harness.chaos.context import RunContext, activate
+from harness.config import KubernetesPlatformSpec
+from harness.errors import HarnessError
+from harness.experiment import Experiment
+from harness.platforms.kubernetes.client import no_mutations
+from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+K8S_MODULE = "harness.chaos.k8s"
+
+
+def _activities(document: dict[str, Any]) -> list[dict[str, Any]]:
+    acts = [a for a in document.get("method") or [] if isinstance(a, dict)]
+    acts += [a for a in document.get("rollbacks") or [] if isinstance(a, dict)]
+    return acts
+
+
+def _arguments(activity: dict[str, Any], configuration: dict[str, Any]) -> dict[str, Any]:
+    from chaoslib import substitute
+
+    args = (activity.get("provider") or {}).get("arguments") or {}
+    return dict(substitute(args, configuration, {}) or {})
+
+
+def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
+    """What a run of ``experiment`` would do, one line each; no mutating call is made."""
+    spec = experiment.spec
+    lines: list[str] = []
+    if not isinstance(spec.platform, KubernetesPlatformSpec):
+        if spec.platform is not None:
+            for node in spec.platform.nodes:
+                lines.append(
+                    f"would start {node.replicas} replica(s) on local node {node.name} "
+                    f"({node.device})"
+                )
+        for act in _activities(experiment.document):
+            provider = act.get("provider") or {}
+            lines.append(
+                f"would run {act.get('type')} {act.get('name')}: "
+                f"{provider.get('module')}.{provider.get('func')}"
+                f"({_arguments(act, experiment.configuration)})"
+            )
+        return lines
+    timeline = Timeline(None)
+    platform = KubernetesPlatform(
+        spec.platform, spec.workload, timeline, None, context=kube_context, dry_run=True
+    )
+    with no_mutations():
+        platform.start()
+        lines.append(f"kube context {platform.context}: matches; namespace {platform.namespace}")
+        ctx = RunContext(platform, timeline, experiment.path.parent, spec, time.time())
+        from harness.chaos import k8s
+
+        with activate(ctx):
+            for act in _activities(experiment.document):
+                provider = act.get("provider") or {}
+                if provider.get("module") != K8S_MODULE:
+                    continue
+                func = getattr(k8s, str(provider.get("func")), None)
+                if func is None:
+                    lines.append(f"unknown activity {K8S_MODULE}.{provider.get('func')}")
+                    continue
+                try:
+                    func(**_arguments(act, experiment.configuration))
+                except HarnessError as exc:
+                    platform.plan.append(f"{act.get('name')}: {exc}")
+        platform.stop()
+    return lines + platform.plan

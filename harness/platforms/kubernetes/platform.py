@@ -1,0 +1,451 @@
+"""The ``kubernetes`` platform: the workload as a Deployment on GPU nodes.
+
+``deploy: true`` creates the Deployment, Service, PodDisruptionBudget (and a KEDA
+ScaledObject) through the official client, waits for the rollout, and deletes exactly those
+objects (by uid) at the end, plus the namespace when it created it. ``deploy: false``
+targets pods that run already, found by label selector, and creates nothing. Node loss is
+cordon and drain through chaostoolkit-kubernetes; every node it cordoned is uncordoned by
+:meth:`stop` whatever happened.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import KubernetesPlatformSpec, WorkloadSpec
+from harness.errors import PlatformError, WorkloadNotReady
+from harness.faults.injectors import ActiveFault
+from harness.platforms.base import ReplicaInfo
+from harness.platforms.kubernetes.client import (
+    Safety,
+    api_client,
+    check_context,
+)
+from harness.platforms.kubernetes.manifests import MANAGED_BY, render, selector_string
+from harness.platforms.kubernetes.portforward import PortForwarder
+from harness.platforms.kubernetes.ttl import TTL_MARGIN_S, guard
+from harness.platforms.kubernetes.watcher import (
+    ClusterWatcher,
+    pod_ready,
+    pod_restarts,
+    pod_waiting_reason,
+)
+from harness.timeline import Timeline
+
+log = logging.getLogger(__name__)
+
+#: Container states that will not fix themselves: the rollout fails at once.
+FATAL_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError", "ErrImageNeverPull"})
+#: Restarts of one pod during the rollout after which it is called crash-looping.
+MAX_ROLLOUT_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class Created:
+    """An object this run created (deleted at the end only if its uid still matches)."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    uid: str
+
+
+class KubernetesPlatform:
+    """The workload on a Kubernetes cluster (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: KubernetesPlatformSpec,
+        workload: WorkloadSpec,
+        timeline: Timeline,
+        run_dir: Path | None = None,
+        *,
+        context: str | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.workload = workload
+        self.timeline = timeline
+        self.run_dir = run_dir
+        self.context_override = context
+        self.dry_run = dry_run
+        self.safety = Safety.of(spec)
+        self.namespace = spec.namespace
+        self.pod_selector = selector_string(spec.pod_labels)
+        self.node_selector = selector_string(spec.gpu_node_selector)
+        self.context = ""
+        self.created: list[Created] = []
+        self.cordoned: set[str] = set()
+        self._node_faults: dict[str, ActiveFault] = {}  # cordoned node -> its reverter record
+        self.plan: list[str] = []  # dry run: what would have been done
+        self._api: Any = None
+        self._watcher: ClusterWatcher | None = None
+        self._forwarder: PortForwarder | None = None
+        self._started = False
+        self._stopped = False
+
+    # -- connection ------------------------------------------------------------------------
+
+    def connect(self) -> Any:
+        """Check the context and the namespace, and return the ApiClient (once)."""
+        if self._api is None:
+            self.safety.namespace(self.namespace)
+            path, self.context = check_context(self.spec, self.context_override)
+            self._api = api_client(path, self.context)
+            log.info("kube context %s, namespace %s", self.context, self.namespace)
+        return self._api
+
+    @property
+    def api(self) -> Any:
+        if self._api is None:
+            raise PlatformError("the kubernetes platform is not connected")
+        return self._api
+
+    @property
+    def chaos_secrets(self) -> dict[str, str]:
+        """Secrets for chaostoolkit-kubernetes activities: the same context."""
+        return {"KUBERNETES_CONTEXT": self.context}
+
+    def core(self) -> Any:
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
+
+    # -- Platform protocol -----------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        if self._forwarder is not None:
+            return f"http://127.0.0.1:{self._forwarder.port}"
+        if self.spec.url:
+            return self.spec.url.rstrip("/")
+        return f"http://{self.spec.name}.{self.namespace}.svc.cluster.local:{self.spec.port}"
+
+    def start(self) -> None:
+        """Deploy (or find) the workload and wait until it is Ready; start the watchers."""
+        if self._started:
+            raise PlatformError("kubernetes platform already started")
+        self._started = True
+        self.connect()
+        atexit.register(self.stop)
+        device = f"cuda x{self.spec.gpus_per_replica}" if self.spec.gpus_per_replica else "cpu"
+        self._watcher = ClusterWatcher(
+            self.api,
+            self.namespace,
+            self.pod_selector,
+            self.node_selector,
+            self.spec.name if self.spec.deploy else None,
+            self.timeline,
+            self.run_dir,
+            self.spec.poll_interval_s,
+            device,
+        )
+        self._watcher.prime()
+        try:
+            if self.spec.deploy:
+                self._deploy()
+            if self.dry_run:
+                self._plan_existing()
+                return
+            self._watcher.start()
+            self._wait_ready()
+            if self.spec.access == "port-forward":
+                self._forwarder = PortForwarder(
+                    self.api, self.namespace, self.ready_pods, self.spec.port
+                )
+                self._forwarder.start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("kubernetes platform ready at %s", self.endpoint)
+
+    def stop(self) -> None:
+        """Uncordon what was cordoned, delete what was created; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        atexit.unregister(self.stop)
+        if self._forwarder is not None:
+            self._forwarder.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._api is None:
+            return
+        for node in sorted(self.cordoned):
+            try:
+                self.uncordon(node)
+            except Exception as exc:
+                log.error("could not uncordon node %s: %s", node, exc)
+        self._delete_created()
+
+    def nodes(self) -> list[str]:
+        if self._watcher is not None:
+            return self._watcher.node_names()
+        return [n.metadata.name for n in self.gpu_nodes()]
+
+    def replicas(self) -> list[ReplicaInfo]:
+        if self._watcher is None:
+            return []
+        return self._watcher.replicas()
+
+    def node_down(self, node: str) -> list[int]:
+        """Cordon and drain ``node``; returns no pids (pods are not local processes)."""
+        self.drain(node)
+        return []
+
+    def node_up(self, node: str) -> None:
+        """Uncordon ``node``; a no-op when this run did not cordon it."""
+        if node in self.cordoned:
+            self.uncordon(node)
+
+    # -- cluster actions (used by harness.chaos.k8s) ----------------------------------------
+
+    def pods(self) -> list[Any]:
+        """The workload's pods now (read from the API)."""
+        return list(
+            self.core().list_namespaced_pod(self.namespace, label_selector=self.pod_selector).items
+        )
+
+    def ready_pods(self) -> list[str]:
+        if self._watcher is not None:
+            return [r.id for r in self._watcher.replicas() if r.state == "ready"]
+        return [p.metadata.name for p in self.pods() if pod_ready(p)]
+
+    def gpu_nodes(self) -> list[Any]:
+        """Nodes carrying the GPU node labels."""
+        return list(self.core().list_node(label_selector=self.node_selector).items)
+
+    def gpu_node(self, name: str) -> Any:
+        """The node ``name``; PlatformError unless it exists and carries the GPU labels."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            node = self.core().read_node(name)
+        except ApiException as exc:
+            raise PlatformError(f"cannot read node {name!r}: {exc.reason}") from exc
+        self.safety.node(name, node.metadata.labels)
+        return node
+
+    def drain(self, node: str, timeout_s: int = 120, ttl_s: float | None = None) -> list[str]:
+        """Cordon and drain ``node`` through chaostoolkit-kubernetes; returns evicted pods.
+
+        Before the cordon, the node is registered with the detached reverter: it is
+        uncordoned if the harness dies or ``ttl_s`` (default: ``timeout_s`` plus
+        ``TTL_MARGIN_S``) runs out before :meth:`uncordon`."""
+        self.gpu_node(node)
+        on_node = [
+            p.metadata.name
+            for p in self.core()
+            .list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}")
+            .items
+        ]
+        if self.dry_run:
+            self.plan.append(f"would cordon and drain node {node} (pods: {', '.join(on_node)})")
+            return on_node
+        from chaosk8s.node.actions import drain_nodes
+
+        if node not in self._node_faults:
+            ttl = ttl_s if ttl_s is not None else timeout_s + TTL_MARGIN_S
+            self._node_faults[node] = guard(self, "cordon", node, "uncordon", ttl)
+        self.cordoned.add(node)
+        drain_nodes(
+            name=node,
+            delete_pods_with_local_storage=True,
+            timeout=timeout_s,
+            secrets=self.chaos_secrets,
+        )
+        return on_node
+
+    def uncordon(self, node: str) -> None:
+        """Make ``node`` schedulable again (chaostoolkit-kubernetes)."""
+        self.gpu_node(node)
+        if self.dry_run:
+            self.plan.append(f"would uncordon node {node}")
+            return
+        from chaosk8s.node.actions import uncordon_node
+
+        uncordon_node(name=node, secrets=self.chaos_secrets)
+        self.cordoned.discard(node)
+        fault = self._node_faults.pop(node, None)
+        if fault is not None:
+            fault.revert()  # removes the record (and ends its reverter)
+
+    def refresh(self) -> None:
+        """Read pods and nodes now, so the timeline is up to date."""
+        if self._watcher is not None:
+            self._watcher.poll_now()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _deploy(self) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        core = self.core()
+        try:
+            core.read_namespace(self.namespace)
+            namespace_exists = True
+        except ApiException as exc:
+            if exc.status != 404:
+                raise PlatformError(
+                    f"cannot read namespace {self.namespace}: {exc.reason}"
+                ) from exc
+            namespace_exists = False
+        objects = render(self.spec, self.workload)
+        if self.dry_run:
+            if not namespace_exists:
+                self.plan.append(f"would create namespace {self.namespace}")
+            for obj in objects:
+                self.plan.append(
+                    f"would create {obj['kind']} {self.namespace}/{obj['metadata']['name']}"
+                )
+            return
+        if not namespace_exists:
+            body = {"metadata": {"name": self.namespace, "labels": dict(MANAGED_BY)}}
+            ns = core.create_namespace(body)
+            self.created.append(Created("Namespace", self.namespace, None, ns.metadata.uid))
+        apps = client.AppsV1Api(self.api)
+        policy = client.PolicyV1Api(self.api)
+        custom = client.CustomObjectsApi(self.api)
+        ns_name = self.namespace
+        creators = {
+            "Deployment": lambda b: apps.create_namespaced_deployment(ns_name, b),
+            "Service": lambda b: core.create_namespaced_service(ns_name, b),
+            "PodDisruptionBudget": lambda b: policy.create_namespaced_pod_disruption_budget(
+                ns_name, b
+            ),
+            "ScaledObject": lambda b: custom.create_namespaced_custom_object(
+                "keda.sh", "v1alpha1", ns_name, "scaledobjects", b
+            ),
+        }
+        for obj in objects:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            try:
+                made = creators[kind](obj)
+            except ApiException as exc:
+                if exc.status == 409:
+                    raise PlatformError(
+                        f"{kind} {ns_name}/{name} exists already and is not this run's: delete "
+                        "it, pick another platform.name, or target it with deploy: false"
+                    ) from exc
+                raise PlatformError(f"cannot create {kind} {ns_name}/{name}: {exc.reason}") from exc
+            meta = made["metadata"] if isinstance(made, dict) else made.metadata
+            uid = meta["uid"] if isinstance(meta, dict) else meta.uid
+            self.created.append(Created(kind, name, ns_name, str(uid or "")))
+            log.info("created %s %s/%s", kind, ns_name, name)
+
+    def _plan_existing(self) -> None:
+        pods = self.pods()
+        nodes = self.gpu_nodes()
+        self.plan.append(
+            f"workload pods ({self.pod_selector}) now: "
+            + (", ".join(f"{p.metadata.name}@{p.spec.node_name}" for p in pods) or "none")
+        )
+        self.plan.append(
+            f"GPU nodes ({self.node_selector}): "
+            + (", ".join(n.metadata.name for n in nodes) or "none")
+        )
+
+    def _wait_ready(self) -> None:
+        timeout = self.spec.rollout_timeout_s
+        deadline = time.monotonic() + timeout
+        while True:
+            problem, done = self._rollout_state()
+            if done:
+                return
+            if problem is not None and problem.startswith("fatal: "):
+                raise WorkloadNotReady(f"rollout of {self._what()} failed: {problem[7:]}")
+            if time.monotonic() >= deadline:
+                raise WorkloadNotReady(
+                    f"{self._what()} was not Ready within {timeout:g} s: {problem or 'no pods'}"
+                )
+            time.sleep(min(self.spec.poll_interval_s, 1.0))
+
+    def _what(self) -> str:
+        if self.spec.deploy:
+            return f"Deployment {self.namespace}/{self.spec.name}"
+        return f"pods {self.pod_selector} in {self.namespace}"
+
+    def _rollout_state(self) -> tuple[str | None, bool]:
+        """(what is still wrong, whether the rollout is complete)."""
+        from kubernetes import client
+
+        pods = self.pods()
+        problems = []
+        for pod in pods:
+            reason = pod_waiting_reason(pod)
+            if reason in FATAL_REASONS:
+                return f"fatal: pod {pod.metadata.name}: {reason}", False
+            if pod_restarts(pod) >= MAX_ROLLOUT_RESTARTS:
+                return f"fatal: pod {pod.metadata.name} restarted {pod_restarts(pod)} times", False
+            if not pod_ready(pod):
+                sched = [
+                    c
+                    for c in (pod.status.conditions or [] if pod.status else [])
+                    if c.type == "PodScheduled" and c.status != "True"
+                ]
+                why = reason or (sched[0].reason if sched else None) or "not Ready"
+                problems.append(f"{pod.metadata.name}: {why}")
+        ready = sum(1 for p in pods if pod_ready(p))
+        if not self.spec.deploy:
+            return ("; ".join(problems) or None), ready > 0
+        dep = client.AppsV1Api(self.api).read_namespaced_deployment(self.spec.name, self.namespace)
+        status = dep.status
+        if status is None or dep.spec is None or dep.metadata is None:
+            return "the Deployment has no status yet", False
+        want = int(dep.spec.replicas or 0)
+        done = (
+            (status.observed_generation or 0) >= (dep.metadata.generation or 0)
+            and int(status.updated_replicas or 0) == want
+            and int(status.ready_replicas or 0) == want
+            and ready >= want
+        )
+        summary = f"{ready}/{want} Ready" + (f" ({'; '.join(problems)})" if problems else "")
+        return summary, done
+
+    def _delete_created(self) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        for obj in reversed(self.created):
+            body = client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid=obj.uid) if obj.uid else None,
+                propagation_policy="Background",
+            )
+            try:
+                self._delete_one(obj, body)
+                log.info("deleted %s %s", obj.kind, obj.name)
+            except ApiException as exc:
+                if exc.status in (404, 409):  # gone already, or replaced by someone else
+                    log.info("%s %s: not deleted (%s)", obj.kind, obj.name, exc.reason)
+                else:
+                    log.error("could not delete %s %s: %s", obj.kind, obj.name, exc.reason)
+            except Exception as exc:
+                log.error("could not delete %s %s: %s", obj.kind, obj.name, exc)
+        self.created.clear()
+
+    def _delete_one(self, obj: Created, body: Any) -> None:
+        from kubernetes import client
+
+        ns = obj.namespace or ""
+        if obj.kind == "Namespace":
+            client.CoreV1Api(self.api).delete_namespace(obj.name, body=body)
+        elif obj.kind == "Deployment":
+            client.AppsV1Api(self.api).delete_namespaced_deployment(obj.name, ns, body=body)
+        elif obj.kind == "Service":
+            client.CoreV1Api(self.api).delete_namespaced_service(obj.name, ns, body=body)
+        elif obj.kind == "PodDisruptionBudget":
+            client.PolicyV1Api(self.api).delete_namespaced_pod_disruption_budget(
+                obj.name, ns, body=body
+            )
+        elif obj.kind == "ScaledObject":
+            client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
+                "keda.sh", "v1alpha1", ns, "scaledobjects", obj.name, body=body
+            )
+        else:
+            raise PlatformError(f"cannot delete a {obj.kind}")

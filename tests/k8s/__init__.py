@@ -1,0 +1,1 @@
+"""Kubernetes test helpers (the kmock emulator) and the tests against a real cluster."""
