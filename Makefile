@@ -12,7 +12,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-gpu lint format clean
+.PHONY: help install run test test-unit test-integration test-gpu test-k8s lint format clean bench
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,6 +39,12 @@ test-integration: $(STAMP) ## Run the integration tests only (real processes on 
 
 test-gpu: $(STAMP) ## Run the GPU tests (needs CUDA)
 	$(BIN)/python -m pytest -m gpu tests/gpu
+
+test-k8s: $(STAMP) ## Run the tests against a real cluster (KUBECONFIG, GPUCHAOS_K8S_CONTEXT)
+	$(BIN)/python -m pytest -m k8s tests/k8s
+
+bench: $(STAMP) ## Time scoring 10M synthetic request records against reading them
+	$(BIN)/python benchmarks/bench_scoring.py $(ARGS)
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

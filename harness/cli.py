@@ -17,10 +17,21 @@ from harness.errors import HarnessError
 log = logging.getLogger("harness.cli")
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is now: while the live progress panel is shown, rich
+    swaps in a proxy that prints log lines above the panel."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _configure_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
-    console = logging.StreamHandler(sys.stderr)
+    console = logging.StreamHandler(_CurrentStderr())
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     # chaoslib logs every step at INFO; keep the terminal to the harness's own story
@@ -43,7 +54,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.experiment import load_experiment, parse_vars
 
     exp = load_experiment(args.experiment, parse_vars(args.var))
-    nodes = ", ".join(f"{n.name}({n.replicas}x{n.device})" for n in exp.spec.platform.nodes)
+    if exp.spec.endpoint is not None:
+        print(f"{exp.path}: valid: {exp.title} [endpoint: {exp.spec.endpoint.url}]")
+        return 0
+    platform = exp.spec.platform
+    if platform is not None and platform.kind == "kubernetes":
+        where = "existing pods" if not platform.deploy else f"deploy {platform.name}"
+        print(f"{exp.path}: valid: {exp.title} [kubernetes {platform.namespace}: {where}]")
+        return 0
+    local_nodes = getattr(platform, "nodes", None) or []
+    nodes = ", ".join(f"{n.name}({n.replicas}x{n.device})" for n in local_nodes)
     print(f"{exp.path}: valid: {exp.title} [nodes: {nodes}]")
     return 0
 
@@ -55,10 +75,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.scoring.scorecard import scorecard_table
 
     exp = load_experiment(args.experiment, parse_vars(args.var))
+    if args.dry_run:
+        from harness.platforms.kubernetes.dryrun import plan
+
+        for line in plan(exp, args.kube_context):
+            print(f"dry run: {line}")
+        return 0
     run_dir = new_run_dir(exp.name, args.out)
     _log_to_file(run_dir / LOG_FILE)
     log.info("run %s: %s -> %s", exp.name, exp.title, run_dir)
-    result = execute(exp, run_dir)
+    result = execute(exp, run_dir, kube_context=args.kube_context)
     print(scorecard_table(result.scorecard))
     print(f"results: {run_dir}")
     if result.error is not None:
@@ -73,6 +99,39 @@ def cmd_score(args: argparse.Namespace) -> int:
     card = score_run_dir(Path(args.run_dir))
     print(scorecard_table(card))
     return int(card["exit_code"])
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import run_compare
+
+    return run_compare(args.baseline, args.run, args.max_regression)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_reports
+
+    for path in write_reports(Path(args.run_dir)):
+        print(path)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.chaos.catalog import catalog, catalog_table
+
+    entries = catalog(Path(args.folder))
+    if not entries:
+        print(f"no experiments (*.yaml) in {args.folder}")
+        return 2
+    print(catalog_table(entries))
+    return 2 if any(e.problem for e in entries) else 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from harness.cleanup import cleanup_report
+
+    for line in cleanup_report(include_live=args.all):
+        print(line)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", help="run folder (default: results/<UTC time>-<experiment>)")
     run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and print what the run would do; no mutating call, no load, no faults",
+    )
+    run.add_argument(
+        "--kube-context",
+        metavar="NAME",
+        help="kubernetes: the kube context the run must use (overrides platform.context)",
+    )
+    run.add_argument(
         "--var",
         action="append",
         default=[],
@@ -106,6 +175,39 @@ def build_parser() -> argparse.ArgumentParser:
     score = sub.add_parser("score", help="re-score a run folder offline")
     score.add_argument("run_dir")
     score.set_defaults(func=cmd_score)
+
+    comp = sub.add_parser(
+        "compare", help="compare a run with a baseline run; exit 1 on a regression"
+    )
+    comp.add_argument("baseline", help="baseline run folder (or its scorecard.json)")
+    comp.add_argument("run", help="run folder to check (or its scorecard.json)")
+    comp.add_argument(
+        "--max-regression",
+        action="append",
+        default=[],
+        metavar="PCT|NAME=PCT",
+        help="allowed regression in percent: for every gated figure (default 20), or for "
+        "one figure, e.g. time_to_recover_s=20 (repeatable)",
+    )
+    comp.set_defaults(func=cmd_compare)
+
+    report = sub.add_parser(
+        "report", help="write report.html, junit.xml and summary.md of a run folder"
+    )
+    report.add_argument("run_dir")
+    report.set_defaults(func=cmd_report)
+
+    lst = sub.add_parser("list", help="show the experiment catalog: name, title, faults, length")
+    lst.add_argument("folder", nargs="?", default="experiments", help="default: experiments")
+    lst.set_defaults(func=cmd_list)
+
+    clean = sub.add_parser(
+        "cleanup", help="revert the faults a dead run left behind (stopped replicas, limits, hogs)"
+    )
+    clean.add_argument(
+        "--all", action="store_true", help="also revert faults of runs that are still going"
+    )
+    clean.set_defaults(func=cmd_cleanup)
     return p
 
 

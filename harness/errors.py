@@ -54,3 +54,7 @@ class RunAborted(HarnessError):
 
 class ScoringError(HarnessError):
     """A run folder could not be scored (missing or unreadable files)."""
+
+
+class ReportError(HarnessError):
+    """A report (report.html, junit.xml, summary.md) could not be written from a run folder."""

@@ -122,9 +122,61 @@ def _check_leftovers(path: Path, where: str, value: Any, config: dict[str, Any])
             )
 
 
-def _format_validation_error(path: Path, prefix: str, exc: ValidationError) -> ConfigError:
+#: Probes of the harness that need a deployed workload (every action does).
+PLATFORM_PROBES = frozenset({"ready_replicas"})
+
+
+def _check_external_endpoint(path: Path, doc: dict[str, Any]) -> None:
+    """With an external endpoint nothing is deployed: node and replica faults cannot run."""
+    sections: list[tuple[str, Any]] = [
+        (
+            "steady-state-hypothesis.probes",
+            (doc.get("steady-state-hypothesis") or {}).get("probes"),
+        ),
+        ("method", doc.get("method")),
+        ("rollbacks", doc.get("rollbacks")),
+    ]
+    for where, activities in sections:
+        for i, activity in enumerate(activities or []):
+            provider = activity.get("provider") if isinstance(activity, dict) else None
+            if not isinstance(provider, dict):
+                continue
+            module, func = provider.get("module"), provider.get("func")
+            if module in ("harness.chaos.actions", "harness.chaos.k8s") or (
+                module == "harness.chaos.probes" and func in PLATFORM_PROBES
+            ):
+                raise ConfigError(
+                    str(path),
+                    f"{where}[{i}]",
+                    f"{func} needs a deployed workload (nodes, replicas); it is not available "
+                    "with an external endpoint",
+                )
+
+
+def _field_path(loc: tuple[Any, ...], data: Any) -> str:
+    """The error's location as the user wrote it: tagged unions (platform, load shape, ...)
+    put their tag in pydantic's path (``platform.local.nodes``), which the file lacks."""
+    parts: list[str] = []
+    for item in loc:
+        if item == "function-after":
+            continue
+        if isinstance(data, dict) and item not in data and data.get("kind") == item:
+            continue  # the tag of a discriminated union
+        parts.append(str(item))
+        if isinstance(data, dict):
+            data = data.get(item)
+        elif isinstance(data, list) and isinstance(item, int) and item < len(data):
+            data = data[item]
+        else:
+            data = None
+    return ".".join(parts)
+
+
+def _format_validation_error(
+    path: Path, prefix: str, exc: ValidationError, data: Any = None
+) -> ConfigError:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if p not in ("function-after",))
+    loc = _field_path(tuple(err["loc"]), data)
     field = f"{prefix}.{loc}" if loc else prefix
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -153,7 +205,9 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     try:
         spec = HarnessSpec.model_validate(resolved_ext)
     except ValidationError as exc:
-        raise _format_validation_error(p, prefix, exc) from None
+        raise _format_validation_error(p, prefix, exc, resolved_ext) from None
+    if spec.endpoint is not None:
+        _check_external_endpoint(p, doc)
 
     resolved = copy.deepcopy(doc)
     resolved["configuration"] = config

@@ -26,6 +26,12 @@ COLUMNS: tuple[str, ...] = (
     "phase",  # load phase when the request started (baseline, spike, ...)
 )
 
+#: Columns written after :data:`COLUMNS` that readers may do without (older logs lack them);
+#: the scorer reads :data:`COLUMNS` by name and ignores these.
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "queue_ms",  # open loop: time the request waited in the client queue before it was sent
+)
+
 REPLICA_HEADER = "x-replica-id"
 
 
@@ -37,11 +43,12 @@ class RecordWriter:
         self._fh: TextIO = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.writer(self._fh)
         if new:
-            self._writer.writerow(COLUMNS)
+            self._writer.writerow(COLUMNS + OPTIONAL_COLUMNS)
             self._fh.flush()
 
     def write(self, record: dict[str, Any]) -> None:
-        self._writer.writerow(["" if record.get(c) is None else record[c] for c in COLUMNS])
+        columns = COLUMNS + OPTIONAL_COLUMNS
+        self._writer.writerow(["" if record.get(c) is None else record[c] for c in columns])
         self._fh.flush()
 
     def close(self) -> None:

@@ -19,11 +19,21 @@ from typing import Any
 import yaml
 
 from harness import __version__
+from harness.chaos.actions import revert_everything
 from harness.chaos.context import RunContext, activate
+from harness.chaos.guards import StopGuard
+from harness.config import KubernetesPlatformSpec
 from harness.errors import ChaosError, HarnessError, LoadError, RunAborted
 from harness.experiment import Experiment
 from harness.load import LocustRunner
+from harness.load.distributed import make_load_runner
+from harness.load.shapes import duration as load_duration
+from harness.platforms.external import ExternalEndpoint
+from harness.platforms.kubernetes import KubernetesPlatform
 from harness.platforms.local import LocalPlatform
+from harness.progress import LiveProgress
+from harness.records import REQUESTS_FILE
+from harness.report import write_reports
 from harness.rundir import EXPERIMENT_FILE, JOURNAL_FILE, TELEMETRY_FILE
 from harness.scoring.rundir import score_run_dir
 from harness.telemetry import TelemetrySampler
@@ -67,7 +77,7 @@ def _sleep_while_loading(load: LocustRunner, seconds: float) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def execute(experiment: Experiment, run_dir: Path) -> RunResult:
+def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = None) -> RunResult:
     """Run ``experiment`` with its results in ``run_dir``; returns the scorecard and exit code."""
     from chaoslib.experiment import run_experiment
 
@@ -77,20 +87,45 @@ def execute(experiment: Experiment, run_dir: Path) -> RunResult:
     )
     timeline = Timeline(run_dir / TIMELINE_FILE)
     timeline.emit("run_start", experiment.name, {"harness_version": __version__})
-    platform = LocalPlatform(spec.platform, spec.workload, timeline, run_dir / "logs")
+    platform: LocalPlatform | ExternalEndpoint | KubernetesPlatform
+    if spec.endpoint is not None:  # an external server: deploy nothing (validate checked faults)
+        platform = ExternalEndpoint(spec.endpoint, timeline)
+    elif isinstance(spec.platform, KubernetesPlatformSpec):
+        platform = KubernetesPlatform(
+            spec.platform, spec.workload, timeline, run_dir, context=kube_context
+        )
+    else:
+        assert spec.platform is not None  # HarnessSpec requires one of the two
+        platform = LocalPlatform(spec.platform, spec.workload, timeline, run_dir / "logs")
     telemetry = TelemetrySampler(platform, run_dir / TELEMETRY_FILE, spec.telemetry_interval_s)
     load = LocustRunner(spec.load, "", run_dir, timeline)
+    progress = LiveProgress(
+        name=experiment.name,
+        requests_path=run_dir / REQUESTS_FILE,
+        platform=platform,
+        telemetry=telemetry,
+        duration_s=load_duration(spec.load.shape),
+    )
+    timeline.subscribe(progress.on_event)
+    guard = StopGuard(
+        spec.stop_conditions,
+        run_dir,
+        lambda: sum(1 for r in platform.replicas() if r.state == "ready"),
+        spec.load.request_timeout_s * 1000.0,
+    )
     error: HarnessError | None = None
     main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main else None
     try:
+        progress.start()
         log.info("starting the workload on the local platform")
         platform.start()
         telemetry.start()
-        load = LocustRunner(spec.load, platform.endpoint, run_dir, timeline)
+        load = make_load_runner(spec.load, platform.endpoint, run_dir, timeline)
         load.start()
         log.info("load started against %s; warming up %.0f s", platform.endpoint, spec.warmup_s)
         _sleep_while_loading(load, spec.warmup_s)
+        guard.start()
         ctx = RunContext(platform, timeline, run_dir, spec, load.t0)
         with activate(ctx):
             journal = run_experiment(experiment.document, settings=CHAOS_SETTINGS)
@@ -106,28 +141,61 @@ def execute(experiment: Experiment, run_dir: Path) -> RunResult:
                 "the steady-state hypothesis did not hold before the method: "
                 "no fault was injected (the service missed its SLOs under load alone)"
             )
-        remaining = spec.load.shape.duration_s - (time.time() - load.t0)
+        remaining = load_duration(spec.load.shape) - (time.time() - load.t0)
         if remaining > 0:
             log.info("experiment done; load runs %.0f s more", remaining)
             load.wait(remaining + 15)
     except KeyboardInterrupt as exc:
-        error = RunAborted(f"run interrupted ({exc or 'Ctrl-C'}); faults reverted, partial results")
+        if guard.reason is not None:
+            error = RunAborted(f"{guard.reason}; method stopped, faults reverted")
+        else:
+            error = RunAborted(
+                f"run interrupted ({exc or 'Ctrl-C'}); faults reverted, partial results"
+            )
         timeline.emit("abort", experiment.name, {"reason": str(error)})
     except HarnessError as exc:
         error = exc
         timeline.emit("abort", experiment.name, {"reason": str(exc)})
     finally:
+        guard.stop()
+        _revert_faults()
         _teardown(load, telemetry, platform)
+        progress.stop()
         timeline.emit("run_end", experiment.name)
         timeline.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     scorecard = score_run_dir(run_dir)
+    _write_reports(run_dir, scorecard)
     exit_code = 2 if error is not None else int(scorecard["exit_code"])
     return RunResult(run_dir, scorecard, exit_code, error)
 
 
-def _teardown(load: LocustRunner, telemetry: TelemetrySampler, platform: LocalPlatform) -> None:
+def _write_reports(run_dir: Path, scorecard: dict[str, Any]) -> None:
+    """report.html, junit.xml and summary.md; a report problem never changes the verdict."""
+    try:
+        write_reports(run_dir, scorecard)
+    except Exception as exc:
+        log.warning("reports incomplete: %s (regenerate with gpuchaos report %s)", exc, run_dir)
+
+
+def _revert_faults() -> None:
+    """Undo every fault still in place (rollbacks normally did); a Ctrl-C must not skip it."""
+    for _ in range(3):
+        try:
+            left = revert_everything()
+            if left:
+                log.warning("reverted %d fault(s) the experiment left in place", left)
+            return
+        except KeyboardInterrupt:
+            log.warning("interrupted while reverting faults; reverting again")
+
+
+def _teardown(
+    load: LocustRunner,
+    telemetry: TelemetrySampler,
+    platform: LocalPlatform | ExternalEndpoint | KubernetesPlatform,
+) -> None:
     """Stop load, telemetry and platform; a second Ctrl-C must not skip any of them."""
     for what, stop in (
         ("load", load.stop),

@@ -23,6 +23,7 @@ EventKind = Literal[
     "experiment_end",
     "fault_start",
     "fault_end",
+    "fault_effect",
     "node_down",
     "node_up",
     "replica_start",

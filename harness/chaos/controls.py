@@ -8,7 +8,8 @@ Declared in an experiment as::
         provider: {type: python, module: harness.chaos.controls}
 
 A fault starts when a fault action begins and ends when it returns, or, when the method is
-interrupted, when its revert action (a rollback) has run or the experiment ends.
+interrupted or the action left the fault in place (``duration_s: 0``), when its revert
+action has run or the experiment ends.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ import signal
 import threading
 from typing import Any
 
-from harness.chaos.actions import FAULT_ACTIONS, REVERT_ACTIONS
+from harness.chaos import k8s
+from harness.chaos.actions import FAULT_ACTIONS, REVERT_ACTIONS, REVERTS
 from harness.chaos.context import current
 
 log = logging.getLogger(__name__)
 
-_open: dict[str, dict[str, Any]] = {}  # target -> fault_start event details
+#: Module -> (fault actions, revert actions, revert -> fault), each keyed by function name.
+MODULES: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {
+    "harness.chaos.actions": (FAULT_ACTIONS, REVERT_ACTIONS, REVERTS),
+    "harness.chaos.k8s": (k8s.FAULT_ACTIONS, k8s.REVERT_ACTIONS, k8s.REVERTS),
+}
+
+_open: dict[tuple[str, str], dict[str, Any]] = {}  # (fault, target) -> fault_start details
 _lock = threading.Lock()
 
 
@@ -36,22 +44,25 @@ def _arguments(activity: dict[str, Any], configuration: dict[str, Any] | None) -
 
 
 def _func_and_target(
-    activity: dict[str, Any], table: dict[str, str], configuration: dict[str, Any] | None
+    activity: dict[str, Any], which: int, configuration: dict[str, Any] | None
 ) -> tuple[str, str] | None:
+    """(function, target) of a fault (``which`` 0) or revert (1) action, else None."""
     provider = activity.get("provider") or {}
-    if provider.get("type") != "python" or provider.get("module") != "harness.chaos.actions":
+    tables = MODULES.get(str(provider.get("module")))
+    if provider.get("type") != "python" or tables is None:
         return None
+    table = tables[which]
     func = str(provider.get("func", ""))
     if func not in table:
         return None
     return func, str(_arguments(activity, configuration).get(table[func], ""))
 
 
-def _close(target: str, how: str) -> None:
+def _close(fault: str, target: str, how: str) -> None:
     with _lock:
-        started = _open.pop(target, None)
+        started = _open.pop((fault, target), None)
     if started is not None:
-        current().timeline.emit("fault_end", target, {"fault": started["fault"], "ended_by": how})
+        current().timeline.emit("fault_end", target, {"fault": fault, "ended_by": how})
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -69,13 +80,13 @@ def before_experiment_control(context: dict[str, Any], **kwargs: Any) -> None:
 def before_activity_control(
     context: dict[str, Any], configuration: dict[str, Any] | None = None, **kwargs: Any
 ) -> None:
-    found = _func_and_target(context, FAULT_ACTIONS, configuration)
+    found = _func_and_target(context, 0, configuration)
     if found is None:
         return
     func, target = found
     args = _arguments(context, configuration)
     with _lock:
-        _open[target] = {"fault": func}
+        _open[(func, target)] = {"fault": func}
     current().timeline.emit(
         "fault_start", target, {"fault": func, "activity": context.get("name"), "arguments": args}
     )
@@ -87,20 +98,23 @@ def after_activity_control(
     configuration: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    fault = _func_and_target(context, FAULT_ACTIONS, configuration)
+    fault = _func_and_target(context, 0, configuration)
     if fault is not None:
-        _close(fault[1], "action_returned")
+        if isinstance(state, dict) and state.get("held"):
+            return  # left in place (duration_s 0): it ends when its revert action runs
+        _close(fault[0], fault[1], "action_returned")
         return
-    revert = _func_and_target(context, REVERT_ACTIONS, configuration)
+    revert = _func_and_target(context, 1, configuration)
     if revert is not None:
-        _close(revert[1], "rollback")
+        module = str((context.get("provider") or {}).get("module"))
+        _close(MODULES[module][2][revert[0]], revert[1], "revert_action")
 
 
 def after_experiment_control(context: dict[str, Any], state: Any = None, **kwargs: Any) -> None:
     with _lock:
-        targets = list(_open)
-    for target in targets:
-        _close(target, "experiment_end")
+        keys = list(_open)
+    for fault, target in keys:
+        _close(fault, target, "experiment_end")
     status = state.get("status") if isinstance(state, dict) else None
     deviated = state.get("deviated") if isinstance(state, dict) else None
     current().timeline.emit(
