@@ -357,6 +357,8 @@ class KubernetesPlatform:
         while True:
             problem, done = self._rollout_state()
             if done:
+                if self._watcher is not None:
+                    self._watcher.poll_now()  # replicas() reflects the rollout on return
                 return
             if problem is not None and problem.startswith("fatal: "):
                 raise WorkloadNotReady(f"rollout of {self._what()} failed: {problem[7:]}")
