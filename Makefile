@@ -12,7 +12,8 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-gpu test-k8s lint format clean bench
+.PHONY: help install run test test-unit test-integration test-gpu test-k8s lint format clean bench \
+	bench-workload bench-load
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +46,12 @@ test-k8s: $(STAMP) ## Run the tests against a real cluster (KUBECONFIG, GPUCHAOS
 
 bench: $(STAMP) ## Time scoring 10M synthetic request records against reading them
 	$(BIN)/python benchmarks/bench_scoring.py $(ARGS)
+
+bench-workload: $(STAMP) ## Reference servers: req/s, tokens/s, latency over batch x concurrency (ARGS=--quick)
+	$(BIN)/python benchmarks/bench_workload.py $(ARGS)
+
+bench-load: $(STAMP) ## Recording Locust user vs a plain FastHttpUser on a trivial endpoint (goal >= 0.9)
+	$(BIN)/python benchmarks/bench_load.py $(ARGS)
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

@@ -4,6 +4,7 @@ admission control and SIGTERM drain."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import signal
 import threading
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.integration.conftest import LLMServer, run_llm_server
-from tests.integration.test_llm_robustness import _metric
+from tests.integration.test_llm_robustness import _metric, _vm_bytes
 
 CLASSIFIER = "workloads.classifier"
 
@@ -120,3 +121,44 @@ def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
         sender.join(timeout=60)
         assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM)
     assert results == [200] * 8
+
+
+#: Address space left above the classifier's current size while squeezed: room for the socket
+#: reads (asyncio's 256 KiB buffer) and small answers, not for a 256-image request.
+SQUEEZE_HEADROOMS_MIB = (2, 4)
+
+
+def test_memory_squeeze_fails_the_large_request_with_503_then_serves(tmp_path: Path) -> None:
+    """RLIMIT_AS (the CPU stand-in for a full GPU) lowered to just above what the classifier
+    maps: a 256-image request (3 MiB of pixels, 5 MiB of JSON) runs out of memory somewhere
+    while it is read, parsed or computed, and wherever that is, it gets a 503 the client can
+    read, not a 500 or a reset; the OOM count moves; with the limit restored the same request
+    succeeds on the same connection pool."""
+    args = ("--max-batch-size", "256", "--max-batch-delay-ms", "0")
+    with run_llm_server(tmp_path, *args, module=CLASSIFIER) as server:
+        pid = server.proc.pid
+        infer = f"{server.url}/v2/models/classifier/infer"
+        small, large = _body(1), _body(256)
+        with httpx.Client(timeout=60) as client:
+            assert client.post(infer, json=small).status_code == 200
+            for headroom_mib in SQUEEZE_HEADROOMS_MIB:
+                ooms = _metric(server, "gpuchaos_oom_total")
+                soft, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+                resource.prlimit(
+                    pid, resource.RLIMIT_AS, (_vm_bytes(pid) + headroom_mib * 2**20, hard)
+                )
+                try:
+                    squeezed = client.post(infer, json=large)
+                finally:
+                    resource.prlimit(pid, resource.RLIMIT_AS, (soft, hard))
+                assert squeezed.status_code == 503, (headroom_mib, squeezed.text)
+                assert "out of memory" in squeezed.json()["error"]
+                assert squeezed.headers["x-replica-id"] == server.replica_id
+                assert _metric(server, "gpuchaos_oom_total") == ooms + 1
+                after = client.post(infer, json=large)
+                assert after.status_code == 200, (headroom_mib, after.text)
+                assert after.json()["outputs"][0]["shape"] == [256, 10]
+            assert client.get(f"{server.url}/v2/health/ready").status_code == 200
+        assert server.proc.poll() is None
+        assert "Exception in ASGI application" not in server.log()
+        assert "Fatal error" not in server.log()

@@ -27,14 +27,18 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from workloads.classifier.config import CLASSIFIER_CONFIGS, ClassifierSettings
 from workloads.classifier.metrics import STARTUP_STAGES, ClassifierMetrics
+from workloads.classifier.oom import OomGuard, oom_safe_h11_protocol
 from workloads.common import (
+    REPLICA_HEADER,
     DrainingServer,
     QueueFull,
     ReplicaHeaderMiddleware,
+    release_memory,
     retry_after_header,
 )
 
@@ -82,6 +86,13 @@ class ClassifierReplica:
     def stop(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+
+    def out_of_memory(self) -> None:
+        """A request ran out of memory outside the engine (reading or answering it): count it
+        as an out-of-memory failure and give memory back."""
+        self.metrics.engine_error("oom")
+        self.metrics.failed_requests.inc()
+        release_memory("cuda" if self.settings.device.startswith("cuda") else "cpu")
 
     def _load_and_serve(self) -> None:
         try:
@@ -135,8 +146,11 @@ class ClassifierReplica:
         return engine
 
 
-def parse_infer_request(body: bytes, header_length: int | None, image_shape: list[int]) -> Any:
-    """The images [n, *image_shape] (float32) of a v2 inference request; BadRequest if wrong."""
+def parse_infer_request(
+    body: bytes, header_length: int | None, image_shape: list[int]
+) -> tuple[np.ndarray, Any]:
+    """The images [n, *image_shape] (float32) of a v2 inference request and its ``id`` (None
+    when it has none); BadRequest if wrong. The JSON part is parsed once."""
     json_part = body if header_length is None else body[:header_length]
     try:
         doc = json.loads(json_part)
@@ -148,6 +162,7 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: lis
     if len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise BadRequest(f"expected exactly one input, {INPUT_NAME!r}")
     tensor = inputs[0]
+    request_id = doc.get("id")
     name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
     if name != INPUT_NAME:
         raise BadRequest(f"unknown input {name!r}; expected {INPUT_NAME!r}")
@@ -174,7 +189,8 @@ def parse_infer_request(body: bytes, header_length: int | None, image_shape: lis
             array = np.frombuffer(raw, dtype=dtype).copy()
         else:
             array = np.asarray(tensor.get("data"), dtype=dtype)
-        return array.reshape(shape).astype(np.float32, copy=False)
+        del doc, inputs, tensor  # the JSON data (Python floats) is no longer needed
+        return array.reshape(shape).astype(np.float32, copy=False), request_id
     except (ValueError, TypeError) as exc:
         raise BadRequest(f"input data does not match shape {shape}: {exc}") from None
 
@@ -193,6 +209,8 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    # innermost middleware: an allocation failure anywhere in a route is that request's 503
+    app.add_middleware(OomGuard, on_oom=replica.out_of_memory)
     settings = replica.settings
     shape = CLASSIFIER_CONFIGS[settings.model]
     image_shape, num_classes = shape.input_shape(), shape.num_classes
@@ -257,14 +275,17 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
         header = request.headers.get(HEADER_LENGTH)
         try:
             body = await request.body()
-            images = parse_infer_request(body, int(header) if header else None, image_shape)
+        except ClientDisconnect:
+            # gone, or answered already (503) by the protocol after reading ran out of memory
+            return _error(400, "the client disconnected")
+        try:
+            images, request_id = parse_infer_request(
+                body, int(header) if header else None, image_shape
+            )
         except (BadRequest, ValueError) as exc:
             return _error(400, str(exc))
-        except MemoryError:
-            # the request's own tensors did not fit: fail it alone, like a batch that ran out
-            replica.metrics.engine_error("oom")
-            replica.metrics.failed_requests.inc()
-            return _error(503, "out of memory while reading the request")
+        del body
+        # out of memory while reading or answering (MemoryError): OomGuard answers 503
         from workloads.classifier.engine import InferenceFailed, InferRequest
 
         job = InferRequest(images, deadline=time.perf_counter() + settings.request_timeout_s)
@@ -284,10 +305,6 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
         except InferenceFailed as exc:
             return _error(exc.status, str(exc))
         doc: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": "1"}
-        try:
-            request_id = json.loads(body[: int(header)] if header else body).get("id")
-        except (ValueError, AttributeError):
-            request_id = None
         if request_id is not None:
             doc["id"] = request_id
         doc["outputs"] = [
@@ -322,6 +339,8 @@ def serve(settings: ClassifierSettings, started: float | None = None) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+        # h11, always: its reading of a request survives running out of memory (a 503)
+        http=oom_safe_h11_protocol(replica.out_of_memory, [(REPLICA_HEADER, settings.replica_id)]),
     )
 
     def drain() -> None:

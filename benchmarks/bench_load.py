@@ -1,0 +1,388 @@
+"""``make bench-load``: is the measuring instrument (the recording Locust user) the bottleneck?
+
+Runs, in one invocation, the harness's recording user (``harness/load/locustfile.py``, user
+``openai``: the whole completion at once, one row of ``requests.csv`` per request, flushed as
+written) and a plain Locust ``FastHttpUser`` (``benchmarks/locust_plain.py``) posting a body
+of the same kind, against the same trivial endpoint: a minimal asyncio HTTP/1.1 server
+(a subprocess of this script) that answers every ``POST /v1/completions`` with a fixed small
+OpenAI completion, or a fixed SSE stream when the body asks for ``"stream": true``. The
+server is cheap and, with two or more CPUs, runs on CPU 0 while Locust runs on CPU 1, so the
+client is the bottleneck. Throughput is counted by the server (requests answered between two
+reads of its counter, after a settling second), the same way for both users.
+
+Each user runs ``--repeat`` times, alternating (plain, recording, plain, ...), and the ratio
+of recording to plain requests/s is printed per round and over all rounds; the goal is >=
+0.9. Every run of the recording user is checked: as many rows in ``requests.csv`` as
+requests in Locust's own statistics, every one a 200. ``--stream`` adds the same comparison
+for the streaming user (``openai-stream``, TTFT and tokens as they arrive) against a plain
+user reading the same stream whole; it is printed, not gated. ``--profile DIR`` writes a
+cProfile of each recording run (``python -m cProfile`` around Locust).
+
+Never imports locust (Locust runs only in its subprocesses). ``BENCH_RECORDING_LOCUSTFILE``
+names another locustfile for the recording side (to compare two versions of it).
+
+Usage: ``python benchmarks/bench_load.py [--quick] [--seconds S] [--users N] [--repeat R]
+[--stream] [--profile DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LOCUSTFILE = REPO_ROOT / "harness" / "load" / "locustfile.py"
+PLAIN_LOCUSTFILE = Path(__file__).resolve().with_name("locust_plain.py")
+GOAL = 0.9
+SETTLE_S = 1.0  # after the first request, before the counter is read
+START_TIMEOUT_S = 30.0
+MAX_TOKENS = 16
+PROMPT_WORDS = 8
+
+# -- the trivial endpoint ---------------------------------------------------------------------
+
+_TEXT = " the quick brown fox jumps over the lazy dog and the gpu"
+
+
+def _completion() -> bytes:
+    doc = {
+        "id": "cmpl-bench",
+        "object": "text_completion",
+        "created": 0,
+        "model": "bench",
+        "choices": [{"text": _TEXT, "index": 0, "logprobs": None, "finish_reason": "length"}],
+        "usage": {
+            "prompt_tokens": PROMPT_WORDS,
+            "completion_tokens": MAX_TOKENS,
+            "total_tokens": PROMPT_WORDS + MAX_TOKENS,
+        },
+    }
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-replica-id: bench\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _stream() -> bytes:
+    events = []
+    for i, word in enumerate(_TEXT.split()[:MAX_TOKENS]):
+        finish = "length" if i == MAX_TOKENS - 1 else None
+        choice = {"text": " " + word, "index": 0, "logprobs": None, "finish_reason": finish}
+        chunk = {"id": "cmpl-bench", "object": "text_completion", "choices": [choice]}
+        events.append(f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode())
+    events.append(b"data: [DONE]\n\n")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    head = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nx-replica-id: bench\r\n"
+        b"transfer-encoding: chunked\r\n\r\n"
+    )
+    return head + chunks
+
+
+class TrivialEndpoint(asyncio.Protocol):
+    """HTTP/1.1 keep-alive: fixed answers; ``GET /count`` gives the requests answered."""
+
+    answered = 0
+    completion = _completion()
+    stream = _stream()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            length = 0
+            at = head.find(b"content-length:")
+            if at >= 0:
+                stop = head.find(b"\r\n", at)
+                length = int(head[at + 15 : stop if stop >= 0 else None])
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            if head.startswith(b"get /count"):
+                text = str(TrivialEndpoint.answered).encode()
+                self.transport.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(text), text)
+                )
+                continue
+            TrivialEndpoint.answered += 1
+            streaming = b'"stream": true' in body or b'"stream":true' in body
+            self.transport.write(self.stream if streaming else self.completion)
+
+
+def serve(port: int) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(TrivialEndpoint, "127.0.0.1", port, backlog=1024)
+        async with server:
+            await server.serve_forever()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+# -- orchestration ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answered(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        sock.sendall(b"GET /count HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data or not data.split(b"\r\n\r\n", 1)[1]:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b"\r\n\r\n", 1)[1])
+
+
+def _pin(cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+
+
+def _cpus() -> tuple[int | None, int | None]:
+    """(server CPU, Locust CPU): two distinct CPUs of this process's set, or no pinning."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    user: str  # "plain" or "recording"
+    rps: float  # requests answered per second of wall time
+    per_cpu_s: float  # requests answered per CPU-second of the Locust process
+    requests: int  # Locust's own count
+    records: int | None = None  # rows of requests.csv (recording only)
+    not_ok: int = 0  # records that are not a 200 without error
+
+
+def _locust_count(csv_prefix: Path) -> int:
+    with open(f"{csv_prefix}_stats.csv", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["Name"] == "Aggregated":
+                return int(row["Request Count"])
+    raise RuntimeError(f"no Aggregated row in {csv_prefix}_stats.csv")
+
+
+def run_once(
+    user: str,
+    port: int,
+    stream: bool,
+    users: int,
+    seconds: float,
+    work: Path,
+    cpu: int | None,
+    profile: Path | None,
+) -> Run:
+    """One Locust run; requests/s counted by the server over ``seconds`` after settling."""
+    from harness.config import LoadSpec, StepShape
+    from harness.load.loadconfig import CONFIG_ENV, write_load_config
+
+    folder = Path(tempfile.mkdtemp(prefix=f"{user}-", dir=work))
+    total = SETTLE_S + seconds + 30.0  # the run is stopped (SIGINT) long before this
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    prefix = folder / "locust"
+    records = folder / "requests.csv"
+    if user == "recording":
+        shape = StepShape(kind="step", duration_s=total, start=users, increment=0, step_s=total)
+        spec = LoadSpec(
+            user="openai-stream" if stream else "openai",
+            shape=shape,
+            max_tokens=MAX_TOKENS,
+            prompt_words=PROMPT_WORDS,
+        )
+        config = folder / "load.json"
+        write_load_config(config, spec, records, time.time() + 1.0)
+        env[CONFIG_ENV] = str(config)
+        locustfile = Path(os.environ.get("BENCH_RECORDING_LOCUSTFILE") or LOCUSTFILE)
+    else:
+        body: dict[str, object] = {"model": "gpuchaos", "prompt": "token " * PROMPT_WORDS}
+        body |= {"max_tokens": MAX_TOKENS, "stream": stream}
+        env |= {"BENCH_BODY": json.dumps(body), "BENCH_USERS": str(users)}
+        env["BENCH_DURATION_S"] = str(total)
+        locustfile = PLAIN_LOCUSTFILE
+    cmd = [sys.executable]
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        out = profile / f"{user}-{'stream' if stream else 'whole'}-{time.time():.0f}.prof"
+        cmd += ["-m", "cProfile", "-o", str(out)]
+    cmd += ["-m", "locust", "-f", str(locustfile), "--headless", "--host"]
+    cmd += [f"http://127.0.0.1:{port}", "--csv", str(prefix), "--only-summary"]
+    cmd += ["--exit-code-on-error", "0", "--stop-timeout", "2", "--loglevel", "WARNING"]
+    log = (folder / "locust.log").open("wb")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=folder,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: _pin(cpu),
+    )
+    try:
+        before = answered(port)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while answered(port) == before:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{user} Locust sent nothing; {folder / 'locust.log'}")
+            time.sleep(0.05)
+        time.sleep(SETTLE_S)
+        c1, t1, cpu1 = answered(port), time.perf_counter(), cpu_seconds(proc.pid)
+        time.sleep(seconds)
+        c2, t2, cpu2 = answered(port), time.perf_counter(), cpu_seconds(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+    run = Run(user, (c2 - c1) / (t2 - t1), (c2 - c1) / (cpu2 - cpu1), _locust_count(prefix))
+    if user == "recording":
+        with open(records, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        run.records = len(rows)
+        run.not_ok = sum(1 for r in rows if r["status"] != "200" or r["error"])
+    return run
+
+
+def compare(
+    port: int,
+    stream: bool,
+    users: int,
+    seconds: float,
+    repeat: int,
+    work: Path,
+    cpu: int | None,
+    profile: Path | None,
+) -> tuple[float, list[str]]:
+    """Alternate plain and recording runs; the overall ratio and the problems found."""
+    label = "streaming (openai-stream)" if stream else "non-streaming (openai)"
+    print(f"\n{label}: {users} users, {seconds:g} s per run, {repeat} round(s)")
+    print(
+        f"  {'round':>5}  {'req/s: plain':>12}  {'recording':>9}  {'ratio':>5}  "
+        f"{'req/CPU-s: plain':>16}  {'recording':>9}  {'ratio':>5}  records"
+    )
+    problems: list[str] = []
+    plain_sum = recording_sum = plain_cpu = recording_cpu = 0.0
+    for i in range(1, repeat + 1):
+        plain = run_once("plain", port, stream, users, seconds, work, cpu, profile)
+        recording = run_once("recording", port, stream, users, seconds, work, cpu, profile)
+        plain_sum += plain.rps
+        recording_sum += recording.rps
+        plain_cpu += 1 / plain.per_cpu_s
+        recording_cpu += 1 / recording.per_cpu_s
+        check = f"{recording.records} rows / {recording.requests} requests"
+        if recording.records != recording.requests:
+            problems.append(f"{label} round {i}: {check}")
+        if recording.not_ok:
+            problems.append(f"{label} round {i}: {recording.not_ok} records not a clean 200")
+        ratio = recording.rps / plain.rps
+        cpu_ratio = recording.per_cpu_s / plain.per_cpu_s
+        print(
+            f"  {i:>5}  {plain.rps:>12.0f}  {recording.rps:>9.0f}  {ratio:>5.2f}  "
+            f"{plain.per_cpu_s:>16.0f}  {recording.per_cpu_s:>9.0f}  {cpu_ratio:>5.2f}  {check}"
+        )
+    wall = recording_sum / plain_sum
+    # mean CPU time per request of each user, over the rounds
+    per_cpu = plain_cpu / recording_cpu
+    print(f"  requests/s, recording / plain (sums over the rounds): {wall:.3f} (wall clock)")
+    print(
+        f"  requests per CPU-second of Locust, recording / plain: {per_cpu:.3f} "
+        f"(= the requests/s ratio when the client's CPU is the bottleneck)"
+    )
+    return per_cpu, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="recording Locust user vs a plain one")
+    parser.add_argument("--quick", action="store_true", help="one short round, no streaming")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per run")
+    parser.add_argument("--users", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=None, help="rounds (default 2)")
+    parser.add_argument("--stream", action="store_true", help="also compare streaming users")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile recording runs")
+    parser.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve)
+        return 0
+    seconds = args.seconds or (3.0 if args.quick else 8.0)
+    repeat = args.repeat or (1 if args.quick else 2)
+    server_cpu, locust_cpu = _cpus()
+    port = free_port()
+    print(
+        f"bench-load: {os.cpu_count()} CPUs; trivial endpoint on "
+        f"{'any CPU' if server_cpu is None else f'CPU {server_cpu}'}, Locust on "
+        f"{'any CPU' if locust_cpu is None else f'CPU {locust_cpu}'}; goal ratio >= {GOAL}"
+    )
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port)],
+        preexec_fn=lambda: _pin(server_cpu),
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                answered(port)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the trivial endpoint did not start") from None
+                time.sleep(0.05)
+        with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+            work = Path(tmp)
+            ratio, problems = compare(
+                port, False, args.users, seconds, repeat, work, locust_cpu, args.profile
+            )
+            if args.stream and not args.quick:
+                compare(port, True, args.users, seconds, repeat, work, locust_cpu, args.profile)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    met = ratio >= GOAL
+    print(
+        f"\ngoal: recording / plain requests/s >= {GOAL}: {ratio:.3f}, "
+        f"{'met' if met else 'NOT met'}"
+    )
+    for problem in problems:
+        print(f"problem: {problem}")
+    return 0 if met and not problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
