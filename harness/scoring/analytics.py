@@ -328,7 +328,13 @@ def _new_replica(event: Mapping[str, Any]) -> str | None:
 def autoscaler_reaction(timeline: Sequence[Mapping[str, Any]], t0: float) -> dict[str, Any]:
     """Spike start -> first scale-up decision -> the new replica Ready (see module)."""
     scales = sorted(
-        (e for e in timeline if e.get("kind") == "scale" and _is_number(e.get("time"))),
+        (
+            e
+            for e in timeline
+            if e.get("kind") == "scale"
+            and e.get("target") != "scheduler"  # not the scheduler moving a lost node's replicas
+            and _is_number(e.get("time"))
+        ),
         key=lambda e: float(e["time"]),
     )
     if not scales:

@@ -475,3 +475,13 @@ def test_fault_never_injected_and_aborted_run() -> None:
     assert aborted["verdict"] == "aborted" and aborted["exit_code"] == 2
     assert aborted["recovery"]["recovered"] is False
     assert aborted["score"]["value"] is not None
+
+
+def test_rescheduling_a_lost_node_is_not_an_autoscaler() -> None:
+    timeline = [
+        {"time": 100.0, "kind": "phase", "target": "load", "details": {"phase": "spike"}},
+        {"time": 105.0, "kind": "scale", "target": "scheduler",
+         "details": {"reason": "node node-a down", "rescheduled": [], "pending": ["node-a-0"]}},
+    ]  # fmt: skip
+    result = autoscaler_reaction(timeline, 90.0)
+    assert result["autoscaler"] is False
