@@ -10,8 +10,6 @@ whatever is still active; :func:`shutdown` also ends the pre-warmed workers.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -31,12 +29,11 @@ import psutil
 from harness.errors import ChaosError, FaultNoEffect
 from harness.faults.procfs import address_space_limit, proc_state, start_time, vm_size
 from harness.faults.state import FaultRecord, RecordKind, Target, new_record, revert_record
+from harness.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 PROOF_TIMEOUT_S = 3.0
 
 
@@ -226,17 +223,6 @@ def limit_address_space(
 # -- the fault worker: GPU memory hog, matmul or busy loop ------------------------------
 
 
-def _worker_preexec(parent: int, cpus: set[int] | None) -> Callable[[], None]:
-    def preexec() -> None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return preexec
-
-
 class WorkerProcess:
     """A ``harness.faults.worker`` child, talked to over JSON lines."""
 
@@ -262,7 +248,7 @@ class WorkerProcess:
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 start_new_session=True,
-                preexec_fn=_worker_preexec(os.getpid(), cpus),
+                preexec_fn=die_with_parent(os.getpid(), cpus),
                 close_fds=True,
             )  # fmt: skip
         finally:

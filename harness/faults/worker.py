@@ -20,18 +20,16 @@ freed even if nobody tells it to).
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import json
 import os
-import signal
 import sys
 import threading
 import time
 from typing import Any
 
+from harness.procs import set_parent_death_signal
+
 MIB = 1 << 20
-_PR_SET_PDEATHSIG = 1
 
 
 class Worker:
@@ -164,13 +162,6 @@ class Worker:
         return {"ok": False, "error": f"unknown op {op!r}"}
 
 
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
 def _watchdog(ttl_s: float, parent: int) -> None:
     deadline = time.monotonic() + ttl_s
     while time.monotonic() < deadline:
@@ -186,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttl-s", type=float, default=600.0, help="exit after this long, always")
     p.add_argument("--matmul-size", type=int, default=4096, help="CUDA burn: matrix size")
     args = p.parse_args(argv)
-    _die_with_parent()
+    set_parent_death_signal()
     parent = os.getppid()
     threading.Thread(target=_watchdog, args=(args.ttl_s, parent), daemon=True).start()
     worker = Worker(args.device, args.matmul_size)

@@ -40,7 +40,9 @@ from typing import TYPE_CHECKING, Any
 from harness.config import LoadSpec
 from harness.errors import LoadError, PlatformError
 from harness.load.loadconfig import CONFIG_ENV, CONFIG_FILE
-from harness.load.runner import LOCUSTFILE, LocustRunner, _die_with_parent, count_records
+from harness.load.runner import LOCUSTFILE, LocustRunner, count_records
+from harness.load.shapes import duration, level_at, peak_level
+from harness.procs import die_with_parent
 from harness.records import COLUMNS, OPTIONAL_COLUMNS, REQUESTS_FILE
 from harness.timeline import Timeline
 
@@ -274,7 +276,7 @@ class DistributedLocustRunner(LocustRunner):
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     start_new_session=True,
-                    preexec_fn=lambda: _die_with_parent(parent),
+                    preexec_fn=die_with_parent(parent),
                 )
             except OSError as exc:
                 raise LoadError(f"could not start Locust worker {index}: {exc}") from exc
@@ -322,9 +324,22 @@ class DistributedLocustRunner(LocustRunner):
 
 
 def make_load_runner(
-    spec: LoadSpec, endpoint: str, run_dir: Path, timeline: Timeline, **kw: Any
+    spec: LoadSpec,
+    endpoint: str,
+    run_dir: Path,
+    timeline: Timeline,
+    *,
+    platform: object = None,
+    **kw: Any,
 ) -> LocustRunner:
-    """The runner for ``spec``: one Locust process, or a master and local workers."""
+    """The runner for ``spec``: one Locust process, a master and local workers, or (with
+    ``workers_on: kubernetes``) a master and workers as Jobs in ``platform``'s cluster."""
+    if spec.workers_on == "kubernetes":
+        from harness.platforms.kubernetes.platform import KubernetesPlatform
+
+        if not isinstance(platform, KubernetesPlatform):
+            raise LoadError("load.workers_on: kubernetes needs platform.kind: kubernetes")
+        return KubernetesJobsRunner(spec, endpoint, run_dir, timeline, platform=platform, **kw)
     if spec.workers >= 1:
         return DistributedLocustRunner(spec, endpoint, run_dir, timeline, **kw)
     return LocustRunner(spec, endpoint, run_dir, timeline, **kw)
@@ -497,6 +512,7 @@ class KubernetesLoadJobs:
     def create(self, t0: float) -> list[str]:
         """Create the objects (or, in a dry run, plan them); returns their names."""
         from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
 
         self.platform.safety.namespace(self.namespace)
         docs = self.manifests(t0)
@@ -514,20 +530,20 @@ class KubernetesLoadJobs:
             "Job": batch.create_namespaced_job,
         }
         for doc in docs:
-            made = creators[doc["kind"]](self.namespace, doc)
+            try:
+                made = creators[doc["kind"]](self.namespace, doc)
+            except ApiException as exc:
+                what = f"{doc['kind']} {self.namespace}/{doc['metadata']['name']}"
+                if exc.status == 409:
+                    raise LoadError(f"{what} exists already (another run's load?)") from exc
+                raise LoadError(f"cannot create {what}: {exc.reason}") from exc
             self.created.append((doc["kind"], made.metadata.name, made.metadata.uid))
             log.info("created %s %s/%s", doc["kind"], self.namespace, made.metadata.name)
         return [name for _, name, _ in self.created]
 
     def finished(self) -> bool:
         """Whether the master Job has succeeded or failed."""
-        from kubernetes import client
-
-        job = client.BatchV1Api(self.platform.api).read_namespaced_job(
-            f"{self.name}-master", self.namespace
-        )
-        status = job.status
-        return bool(status and ((status.succeeded or 0) > 0 or (status.failed or 0) > 0))
+        return self.master_state() != "running"
 
     def wait(self, timeout_s: float, poll_s: float = 1.0) -> bool:
         """Wait for the master Job to finish; False on timeout."""
@@ -540,31 +556,69 @@ class KubernetesLoadJobs:
             time.sleep(poll_s)
         return True
 
-    def collect(self) -> int:
-        """Read each worker pod's log into ``requests.worker-<n>.csv`` and merge them all
-        into ``requests.csv``; returns the merged rows."""
+    def read_worker_logs(self) -> dict[int, list[list[str]]]:
+        """The records in each worker pod's log now, by completion index (complete lines
+        only: a row being written waits for the next read). A pod whose log cannot be read
+        yet (Pending, or gone) is left out."""
+        from kubernetes.client.exceptions import ApiException
+
         if self.platform.dry_run:
-            return 0
+            return {}
         core = self.platform.core()
         pods = core.list_namespaced_pod(
             self.namespace,
             label_selector=f"app.kubernetes.io/instance={self.name},gpuchaos/locust-role=worker",
         ).items
+        found: dict[int, list[list[str]]] = {}
+        for position, pod in enumerate(sorted(pods, key=lambda p: p.metadata.name)):
+            annotations = pod.metadata.annotations or {}
+            index = int(annotations.get("batch.kubernetes.io/job-completion-index", position))
+            try:
+                text = core.read_namespaced_pod_log(pod.metadata.name, self.namespace) or ""
+            except ApiException as exc:
+                log.debug("log of worker pod %s: %s", pod.metadata.name, exc.reason)
+                continue
+            found[index] = parse_log_records(text[: text.rfind("\n") + 1])
+        return found
+
+    def collect(self, known: dict[int, list[list[str]]] | None = None) -> int:
+        """Read each worker pod's log into ``requests.worker-<n>.csv`` and merge them all
+        into ``requests.csv``; returns the merged rows. ``known``: rows read before (live),
+        kept for a worker whose log cannot be read now (an aborted run, a pod gone)."""
+        if self.platform.dry_run:
+            return 0
+        rows = {index: list(r) for index, r in (known or {}).items()}
+        try:
+            for index, fresh in self.read_worker_logs().items():
+                if len(fresh) >= len(rows.get(index, [])):
+                    rows[index] = fresh
+        except Exception as exc:
+            log.error("could not read the Locust worker logs: %s; merging what was read", exc)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         files: list[Path] = []
-        for pod in sorted(pods, key=lambda p: p.metadata.name):
-            annotations = pod.metadata.annotations or {}
-            index = int(annotations.get("batch.kubernetes.io/job-completion-index", len(files)))
-            text = core.read_namespaced_pod_log(pod.metadata.name, self.namespace)
-            rows = parse_log_records(text or "")
+        for index in sorted(rows):
             path = worker_records_path(self.run_dir, index)
             with open(path, "w", newline="", encoding="utf-8") as fh:
                 writer = csv.writer(fh)
                 writer.writerow(HEADER)
-                writer.writerows(rows)
+                writer.writerows(rows[index])
             files.append(path)
-            log.info("worker pod %s: %d records", pod.metadata.name, len(rows))
+            log.info("Locust worker %d: %d records", index, len(rows[index]))
         return merge_records(self.run_dir, files)
+
+    def master_state(self) -> str:
+        """'running', 'succeeded' or 'failed': the master Job's state."""
+        from kubernetes import client
+
+        job = client.BatchV1Api(self.platform.api).read_namespaced_job(
+            f"{self.name}-master", self.namespace
+        )
+        status = job.status
+        if status and (status.succeeded or 0) > 0:
+            return "succeeded"
+        if status and (status.failed or 0) > 0:
+            return "failed"
+        return "running"
 
     def delete(self) -> None:
         """Delete what :meth:`create` made (only objects whose uid still matches)."""
@@ -592,3 +646,205 @@ class KubernetesLoadJobs:
                 if exc.status not in (404, 409):
                     log.error("could not delete %s %s: %s", kind, name, exc.reason)
         self.created.clear()
+
+
+class KubernetesJobsRunner(LocustRunner):
+    """Locust as Kubernetes Jobs (:class:`KubernetesLoadJobs`) behind the interface of
+    :class:`LocustRunner`: ``start`` creates the Jobs and returns once a worker's log holds a
+    request record; while the load runs the worker logs are read every ``poll_s`` and their
+    new rows appended to ``requests.csv`` (live progress, stop conditions, the steady-state
+    probes); ``stop`` reads the logs a last time, merges them sorted, and deletes the Jobs,
+    Service and ConfigMap, also when the run was aborted. The load goes to the workload's
+    in-cluster Service URL (``endpoint``, a port-forward on 127.0.0.1, is not used)."""
+
+    poll_s = 2.0
+    #: how long a master Job state read is reused by :attr:`running`
+    state_ttl_s = 1.0
+
+    def __init__(
+        self,
+        spec: LoadSpec,
+        endpoint: str,
+        run_dir: Path,
+        timeline: Timeline,
+        *,
+        platform: KubernetesPlatform,
+        **kw: Any,
+    ) -> None:
+        super().__init__(spec, platform.service_url, run_dir, timeline, **kw)
+        self.start_delay_s = spec.workers_start_s
+        self.jobs = KubernetesLoadJobs(
+            platform, spec, self.run_dir, spec.workers_image, platform.service_url
+        )
+        self._rows: dict[int, list[list[str]]] = {}  # worker index -> records read so far
+        self._appended: dict[int, int] = {}  # worker index -> rows appended to requests.csv
+        self._poll_lock = threading.Lock()
+        self._halt = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._state: tuple[float, str] | None = None  # (monotonic time, master state)
+
+    @property
+    def running(self) -> bool:
+        return self._t0 is not None and not self._ended and self._master_state() == "running"
+
+    def _master_state(self, fresh: bool = False) -> str:
+        now = time.monotonic()
+        if not fresh and self._state is not None and now - self._state[0] < self.state_ttl_s:
+            return self._state[1]
+        try:
+            state = self.jobs.master_state()
+        except Exception as exc:  # an API blip is not the end of the load
+            log.warning("cannot read the Locust master Job: %s", exc)
+            state = self._state[1] if self._state is not None else "running"
+        self._state = (now, state)
+        return state
+
+    def start(self) -> None:
+        """Create the Jobs and return once a request record is in a worker's log; raises
+        :class:`LoadError` (after deleting the Jobs) when the master ends first or no record
+        comes within ``workers_start_s`` plus ``first_record_timeout_s``."""
+        if self._t0 is not None:
+            raise LoadError("load already started")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.records_path, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerow(HEADER)
+        t0 = time.time() + self.start_delay_s
+        self._t0 = t0
+        try:
+            names = self.jobs.create(t0)
+            shape = self.spec.shape
+            log.info(
+                "Locust as Jobs in %s (%s) against %s; load starts in %.0f s",
+                self.jobs.namespace,
+                ", ".join(names),
+                self.endpoint,
+                self.start_delay_s,
+            )
+            self.timeline.emit(
+                "load_start",
+                "locust",
+                {
+                    "shape": shape.kind,
+                    "mode": self.spec.mode,
+                    "user": self.spec.user,
+                    "level": level_at(shape, 0.0),
+                    "peak_level": peak_level(shape),
+                    "endpoint": self.endpoint,
+                    "workers": self.spec.workers,
+                    "workers_on": "kubernetes",
+                    "jobs": names,
+                    "duration_s": duration(shape),
+                },
+                at=t0,
+            )
+            self._schedule_phases(t0)
+            self._await_jobs_record(t0)
+        except BaseException:  # a failed start, Ctrl-C: delete what was created
+            self.stop(grace_s=2.0)
+            raise
+        self._poller = threading.Thread(target=self._poll_loop, name="jobs-records", daemon=True)
+        self._poller.start()
+
+    def _await_jobs_record(self, t0: float) -> None:
+        if self.jobs.platform.dry_run:
+            return
+        deadline = t0 + self.first_record_timeout_s
+        while True:
+            try:
+                if self.poll():
+                    return
+            except Exception as exc:
+                log.debug("worker logs not readable yet: %s", exc)
+            state = self._master_state(fresh=True)
+            if state != "running":
+                raise LoadError(
+                    f"the Locust master Job {self.jobs.name}-master {state} before any "
+                    f"request; see its pod's log (kubectl logs -n {self.jobs.namespace} "
+                    f"job/{self.jobs.name}-master)"
+                )
+            if time.time() > deadline:
+                raise LoadError(
+                    f"no request record in the Locust worker pods' logs "
+                    f"{self.first_record_timeout_s:g} s after the load start (the Jobs had "
+                    f"{self.start_delay_s:g} s to start: load.workers_start_s)"
+                )
+            time.sleep(1.0)
+
+    def poll(self) -> int:
+        """Read the worker logs and append the rows not seen before to ``requests.csv``;
+        returns how many."""
+        with self._poll_lock:
+            out: list[list[str]] = []
+            for index, rows in self.jobs.read_worker_logs().items():
+                if len(rows) >= len(self._rows.get(index, [])):
+                    self._rows[index] = rows
+                done = self._appended.get(index, 0)
+                new = self._rows[index][done:]
+                out.extend(new)
+                self._appended[index] = done + len(new)
+            if out:
+                with open(self.records_path, "a", newline="", encoding="utf-8") as fh:
+                    csv.writer(fh).writerows(out)
+            return len(out)
+
+    def _poll_loop(self) -> None:
+        while not self._halt.wait(self.poll_s):
+            try:
+                self.poll()
+            except Exception as exc:
+                log.warning("reading the Locust worker logs failed: %s", exc)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the master Job to finish (the shape ended); ``False`` on timeout."""
+        if self._t0 is None:
+            return False
+        done = self.jobs.wait(float("inf") if timeout is None else timeout)
+        return done and not self._interrupted
+
+    def record_count(self) -> int:
+        return sum(len(rows) for rows in self._rows.values())
+
+    def stop(self, grace_s: float = 10.0) -> int | None:
+        """Read the worker logs a last time, merge them into ``requests.csv`` (sorted) and
+        delete the Jobs, Service and ConfigMap; emits ``load_end`` once. Idempotent, and
+        safe to call again after being interrupted: later calls finish the job."""
+        if self._ended or (self._t0 is None and not self.jobs.created):
+            return self.returncode
+        for timer in self._timers:
+            timer.cancel()
+        self._halt.set()
+        if self._poller is not None and self._poller is not threading.current_thread():
+            self._poller.join()
+        state = self._master_state(fresh=True) if self.jobs.created else "failed"
+        if self._exited_by_itself is None:
+            self._exited_by_itself = state != "running"
+        if state == "running":
+            self._interrupted = True  # cut short: the Jobs are deleted under it
+        try:
+            with self._poll_lock:
+                self.collect_records()
+        finally:
+            self.jobs.delete()
+        with self._lock:
+            if self._ended:
+                return self.returncode
+            self._ended = True
+            self.returncode = {"succeeded": 0, "failed": 1}.get(state)
+        records = count_records(self.records_path)
+        log.info("Locust Jobs ended (%s), %d request records", state, records)
+        self.timeline.emit(
+            "load_end",
+            "locust",
+            {
+                "returncode": self.returncode,
+                "records": records,
+                "exited_by_itself": self._exited_by_itself,
+                "killed": False,
+                "workers_on": "kubernetes",
+            },
+        )
+        return self.returncode
+
+    def collect_records(self) -> None:
+        """Merge the worker logs (read now, else as last read) into ``requests.csv``."""
+        self.jobs.collect(self._rows)

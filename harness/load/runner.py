@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import ctypes
 import logging
 import math
 import os
@@ -19,12 +18,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from harness.config import LoadSpec
 from harness.errors import LoadError
 from harness.load.loadconfig import CONFIG_ENV, CONFIG_FILE, write_load_config
 from harness.load.shapes import duration, level_at, peak_level, phase_schedule
+from harness.procs import die_with_parent
 from harness.records import REQUESTS_FILE
 from harness.timeline import Timeline
 
@@ -33,26 +33,6 @@ log = logging.getLogger(__name__)
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 LOG_FILE = "locust.log"
 CSV_PREFIX = "locust"  # Locust writes locust_stats.csv, locust_failures.csv, ...
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # not Linux-like: no parent-death signal
-        return None
-
-
-_LIBC = _libc() if sys.platform.startswith("linux") else None
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """preexec_fn: SIGKILL this child when the harness dies, even by SIGKILL."""
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took hold
-        os._exit(1)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -185,7 +165,7 @@ class LocustRunner:
                 stdout=self._log_fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=lambda: _die_with_parent(parent),
+                preexec_fn=die_with_parent(parent),
             )
         except OSError as exc:
             self._log_fh.close()

@@ -32,7 +32,6 @@ from harness.timeline import Timeline
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-WORKLOAD_MODULES = {"llm": "workloads.llm"}
 STOP_GRACE_S = 5.0
 _POLL_S = 0.05
 

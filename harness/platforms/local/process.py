@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from harness.procs import die_with_parent
 
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+log = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,18 +35,6 @@ def usable_cpus(wanted: Iterable[int] | None) -> set[int] | None:
         log.warning("none of cpus %s exists here (have %s): not pinning", list(wanted), allowed)
         return None
     return cpus
-
-
-def _make_preexec(parent_pid: int, cpus: set[int] | None) -> Callable[[], None]:
-    def preexec() -> None:
-        # Runs in the child between fork and exec: die with the spawning thread.
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took hold
-            os._exit(1)
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    return preexec
 
 
 def spawn(
@@ -76,7 +61,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
-            preexec_fn=_make_preexec(os.getpid(), cpus),
+            preexec_fn=die_with_parent(os.getpid(), cpus),
             close_fds=True,
         )
 

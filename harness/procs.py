@@ -1,0 +1,52 @@
+"""Child processes that die with the harness, even when it is SIGKILLed.
+
+Every spawner (replicas, Locust, fault workers) uses :func:`die_with_parent` as its
+``preexec_fn``: it asks Linux for SIGKILL when the parent goes (``PR_SET_PDEATHSIG``). The
+signal fires when the *thread* that spawned the child exits, so spawn from a thread that
+lives as long as the child (the main thread, or a long-lived supervisor thread).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Ask for ``sig`` when this process's parent dies; False where Linux's prctl is absent."""
+    if _LIBC is None:
+        return False
+    return int(_LIBC.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+
+
+def die_with_parent(parent_pid: int, cpus: set[int] | None = None) -> Callable[[], None]:
+    """A ``preexec_fn``: SIGKILL the child when ``parent_pid`` dies; pin it to ``cpus``."""
+
+    def preexec() -> None:
+        # runs in the child between fork and exec
+        set_parent_death_signal()
+        if os.getppid() != parent_pid:  # the parent died before prctl took hold
+            os._exit(1)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    return preexec
