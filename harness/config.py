@@ -480,6 +480,33 @@ class LoadSpec(StrictModel):
             "requests.csv as they come and sorted by start time when the load stops."
         ),
     )
+    workers_on: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description=(
+            "Where the Locust master and workers run: 'local' (processes of the harness) or "
+            "'kubernetes' (a master Job behind a Service and an indexed Job of 'workers' "
+            "workers in the platform's namespace, sending to the workload's in-cluster "
+            "Service URL; needs platform.kind: kubernetes and workers >= 1)."
+        ),
+    )
+    workers_image: str = Field(
+        default="ghcr.io/gpuchaos/load:0.1.0",
+        min_length=1,
+        description=(
+            "workers_on 'kubernetes': image of the Locust Jobs (built from "
+            "workloads/load.Dockerfile, the same harness version as this one)."
+        ),
+    )
+    workers_start_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "workers_on 'kubernetes': seconds between creating the Jobs and the start of the "
+            "load shape, for scheduling and image pulls; the run fails when no request record "
+            "is in the workers' logs 15 s after that."
+        ),
+    )
 
     @field_validator("prompt_words", "max_tokens")
     @classmethod
@@ -487,6 +514,12 @@ class LoadSpec(StrictModel):
         if isinstance(value, int) and value < 1:
             raise ValueError("must be at least 1")
         return value
+
+    @model_validator(mode="after")
+    def _jobs_need_workers(self) -> LoadSpec:
+        if self.workers_on == "kubernetes" and self.workers < 1:
+            raise ValueError("workers_on: kubernetes needs workers >= 1")
+        return self
 
 
 class EndpointSpec(StrictModel):

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harness.config import HarnessSpec
+from harness.config import HarnessSpec, KubernetesPlatformSpec
 from harness.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,18 @@ def _check_external_endpoint(path: Path, doc: dict[str, Any]) -> None:
                 )
 
 
+def _check_load_placement(path: Path, prefix: str, spec: HarnessSpec) -> None:
+    """Locust as Kubernetes Jobs runs in the platform's cluster: only with that platform."""
+    if spec.load.workers_on != "kubernetes" or isinstance(spec.platform, KubernetesPlatformSpec):
+        return
+    got = "an external endpoint" if spec.platform is None else f"{spec.platform.kind} platform"
+    raise ConfigError(
+        str(path),
+        f"{prefix}.load.workers_on",
+        f"'kubernetes' needs platform.kind: kubernetes (got {got}); use 'local'",
+    )
+
+
 def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     """The error's location as the user wrote it: tagged unions (platform, load shape, ...)
     put their tag in pydantic's path (``platform.local.nodes``), which the file lacks."""
@@ -208,6 +220,7 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         raise _format_validation_error(p, prefix, exc, resolved_ext) from None
     if spec.endpoint is not None:
         _check_external_endpoint(p, doc)
+    _check_load_placement(p, prefix, spec)
 
     resolved = copy.deepcopy(doc)
     resolved["configuration"] = config

@@ -9,7 +9,11 @@ Declared in an experiment as::
 
 A fault starts when a fault action begins and ends when it returns, or, when the method is
 interrupted or the action left the fault in place (``duration_s: 0``), when its revert
-action has run or the experiment ends.
+action has run or the experiment ends. A cluster fault without its target argument (the
+action would pick the busiest GPU node, or the first Ready pod) has its target picked here,
+when the activity starts, and passed to the action as that argument: ``fault_start`` and
+``fault_end`` name the node or pod acted on (``details.picked: true``), and the journal
+shows it. A revert action without a target ends every open fault it reverts.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from harness.chaos import k8s
 from harness.chaos.actions import FAULT_ACTIONS, REVERT_ACTIONS, REVERTS
 from harness.chaos.context import current
+from harness.errors import HarnessError
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +63,43 @@ def _func_and_target(
     return func, str(_arguments(activity, configuration).get(table[func], ""))
 
 
-def _close(fault: str, target: str, how: str) -> None:
+def _close(fault: str, target: str, how: str, any_target: bool = False) -> None:
+    """End the open fault ``(fault, target)``; ``any_target``: every open ``fault``."""
     with _lock:
-        started = _open.pop((fault, target), None)
-    if started is not None:
-        current().timeline.emit("fault_end", target, {"fault": fault, "ended_by": how})
+        keys = [k for k in _open if k[0] == fault] if any_target else [(fault, target)]
+        closing = [(k, _open.pop(k)) for k in keys if k in _open]
+    for (_, name), started in closing:
+        details: dict[str, Any] = {"fault": fault, "ended_by": how}
+        if started.get("picked"):
+            details["picked"] = True
+        current().timeline.emit("fault_end", name, details)
+
+
+def _pick(activity: dict[str, Any], func: str) -> str:
+    """Pick the target of a cluster fault action given none, and pass it as its argument
+    (chaoslib calls the action with this activity's arguments); "" when none can be
+    picked (the action then fails with its own reason)."""
+    provider = activity.get("provider") or {}
+    if provider.get("module") != "harness.chaos.k8s":
+        return ""
+    try:
+        target = k8s.pick_target(func)
+    except HarnessError as exc:
+        log.warning("%s: no target to pick: %s", activity.get("name"), exc)
+        return ""
+    arguments = provider.get("arguments")
+    if not isinstance(arguments, dict):
+        arguments = provider["arguments"] = {}
+    arguments[k8s.FAULT_ACTIONS[func]] = target
+    log.info("%s: picked %s %s", activity.get("name"), k8s.FAULT_ACTIONS[func], target)
+    return target
+
+
+def _output(state: Any) -> Any:
+    """The activity's output: chaoslib passes its run record (``output`` in it)."""
+    if isinstance(state, dict) and "activity" in state and "output" in state:
+        return state["output"]
+    return state
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -84,12 +121,17 @@ def before_activity_control(
     if found is None:
         return
     func, target = found
+    picked = False
+    if not target:
+        target = _pick(context, func)
+        picked = bool(target)
     args = _arguments(context, configuration)
+    details: dict[str, Any] = {"fault": func, "activity": context.get("name"), "arguments": args}
+    if picked:
+        details["picked"] = True
     with _lock:
-        _open[(func, target)] = {"fault": func}
-    current().timeline.emit(
-        "fault_start", target, {"fault": func, "activity": context.get("name"), "arguments": args}
-    )
+        _open[(func, target)] = {"fault": func, "picked": picked}
+    current().timeline.emit("fault_start", target, details)
 
 
 def after_activity_control(
@@ -100,14 +142,15 @@ def after_activity_control(
 ) -> None:
     fault = _func_and_target(context, 0, configuration)
     if fault is not None:
-        if isinstance(state, dict) and state.get("held"):
+        output = _output(state)
+        if isinstance(output, dict) and output.get("held"):
             return  # left in place (duration_s 0): it ends when its revert action runs
         _close(fault[0], fault[1], "action_returned")
         return
     revert = _func_and_target(context, 1, configuration)
     if revert is not None:
         module = str((context.get("provider") or {}).get("module"))
-        _close(MODULES[module][2][revert[0]], revert[1], "revert_action")
+        _close(MODULES[module][2][revert[0]], revert[1], "revert_action", not revert[1])
 
 
 def after_experiment_control(context: dict[str, Any], state: Any = None, **kwargs: Any) -> None:

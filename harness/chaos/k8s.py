@@ -100,6 +100,17 @@ def pick_gpu_node(platform: KubernetesPlatform) -> str:
     return sorted(counts, key=lambda n: (-counts[n], n))[0]
 
 
+def pick_target(func: str) -> str:
+    """The node or pod the fault action ``func`` of :data:`FAULT_ACTIONS` would pick now
+    when its target argument is not given. The timeline control calls it before the action
+    and passes the result as the argument, so the action acts on the target the timeline
+    names."""
+    platform = _platform()
+    if FAULT_ACTIONS[func] == "node":
+        return pick_gpu_node(platform)
+    return str(pick_pod(platform, None).metadata.name)
+
+
 def pick_pod(platform: KubernetesPlatform, pod: str | None) -> Any:
     """The workload pod ``pod``, or the first Ready one by name."""
     pods = sorted(platform.pods(), key=lambda p: p.metadata.name)

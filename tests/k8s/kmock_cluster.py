@@ -3,7 +3,8 @@
 kmock 0.8 stores objects and serves list, watch, get, create, patch and delete, but it
 ignores label and field selectors, has no eviction endpoint, and cannot parse the paths of
 namespaces themselves (``/api/v1/namespaces[/NAME]``). :class:`ClusterEmulator` adds all
-three, and logs every request (method and path), so that the official client and
+three, serves pod logs set by the test (:attr:`ClusterEmulator.pod_logs`), and logs every
+request (method and path), so that the official client and
 chaostoolkit-kubernetes (``cordon_node``, ``drain_nodes``, ``terminate_pods``) act on the
 objects they select. kmock has no
 controllers: :class:`MiniController` stands in for the Deployment and ReplicaSet controllers
@@ -103,12 +104,14 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     evictions: list[tuple[str, str]]
     log: list[tuple[str, str]]
     namespaces: dict[str, dict[str, Any]]
+    pod_logs: dict[tuple[str, str], str]  # (namespace, pod) -> what GET .../log returns
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.evictions = []
         self.log = []
         self.namespaces = {}
+        self.pod_logs = {}
         for res in RESOURCES:
             self.resources[res] = {}
 
@@ -168,7 +171,23 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             and request.subresource == "eviction"
         ):
             return await self._evict(request)
+        if (
+            request.resource is not None
+            and request.resource.plural == "pods"
+            and request.subresource == "log"
+        ):
+            return await self._pod_log(request)
         return await super()._handle(request)
+
+    async def _pod_log(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """GET pods/NAME/log: the text set in :attr:`pod_logs` ("" when none)."""
+        assert request.resource is not None
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                return _status(404)
+        text = self.pod_logs.get((str(request.namespace), str(request.name)), "")
+        return aiohttp.web.Response(text=text, content_type="text/plain")
 
     async def _evict(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         assert request.resource is not None

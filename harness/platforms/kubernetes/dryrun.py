@@ -65,6 +65,21 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
     with no_mutations():
         platform.start()
         lines.append(f"kube context {platform.context}: matches; namespace {platform.namespace}")
+        if spec.load.workers_on == "kubernetes":
+            from harness.load.distributed import KubernetesLoadJobs
+
+            jobs = KubernetesLoadJobs(
+                platform,
+                spec.load,
+                experiment.path.parent,
+                spec.load.workers_image,
+                platform.service_url,
+            )
+            jobs.create(time.time())
+            platform.plan.append(
+                f"Locust as Jobs: {spec.load.workers} worker(s), image "
+                f"{spec.load.workers_image}, load to {platform.service_url}"
+            )
         ctx = RunContext(platform, timeline, experiment.path.parent, spec, time.time())
         from harness.chaos import k8s
 

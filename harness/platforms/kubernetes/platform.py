@@ -122,6 +122,12 @@ class KubernetesPlatform:
     def endpoint(self) -> str:
         if self._forwarder is not None:
             return f"http://127.0.0.1:{self._forwarder.port}"
+        return self.service_url
+
+    @property
+    def service_url(self) -> str:
+        """The workload's URL inside the cluster (what Locust as Jobs sends to): ``url`` when
+        set, else the Service's cluster DNS name, whatever ``access`` is."""
         if self.spec.url:
             return self.spec.url.rstrip("/")
         return f"http://{self.spec.name}.{self.namespace}.svc.cluster.local:{self.spec.port}"
