@@ -118,7 +118,7 @@ def test_stop_midway_is_prompt_and_keeps_the_summary(llm_server: Any, tmp_path: 
     began = time.monotonic()
     code = runner.stop()
     took = time.monotonic() - began
-    assert took < 6, f"stop took {took:.1f} s"
+    assert took < 10, f"stop took {took:.1f} s"  # SIGINT worked: no SIGKILL after the grace
     assert code == 0 and not runner.running
     assert _no_child(pid)
 

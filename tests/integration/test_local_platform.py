@@ -201,7 +201,7 @@ def test_no_ready_replica_gives_503(started: tuple[LocalPlatform, Timeline]) -> 
     assert resp.status_code == 503
     assert resp.headers["x-replica-id"] == "none"
     assert "no ready replicas" in resp.text
-    assert elapsed < 1.0
+    assert elapsed < 5.0  # answered at once, not after a client timeout
     for node in platform.nodes():
         platform.node_up(node)
     assert platform.wait_ready(READY_TIMEOUT_S)
