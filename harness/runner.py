@@ -12,9 +12,10 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,15 +23,12 @@ from harness import __version__
 from harness.chaos.actions import revert_everything
 from harness.chaos.context import RunContext, activate
 from harness.chaos.guards import StopGuard
-from harness.config import KubernetesPlatformSpec
 from harness.errors import ChaosError, HarnessError, LoadError, RunAborted
 from harness.experiment import Experiment
 from harness.load import LocustRunner
 from harness.load.distributed import make_load_runner
 from harness.load.shapes import duration as load_duration
-from harness.platforms.external import ExternalEndpoint
-from harness.platforms.kubernetes import KubernetesPlatform
-from harness.platforms.local import LocalPlatform
+from harness.platforms import make_platform
 from harness.progress import LiveProgress
 from harness.records import REQUESTS_FILE
 from harness.report import write_reports
@@ -38,6 +36,9 @@ from harness.rundir import EXPERIMENT_FILE, JOURNAL_FILE, TELEMETRY_FILE
 from harness.scoring.rundir import score_run_dir
 from harness.telemetry import TelemetrySampler
 from harness.timeline import TIMELINE_FILE, Timeline
+
+if TYPE_CHECKING:
+    from harness.platforms import AnyPlatform
 
 log = logging.getLogger(__name__)
 
@@ -87,18 +88,9 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
     )
     timeline = Timeline(run_dir / TIMELINE_FILE)
     timeline.emit("run_start", experiment.name, {"harness_version": __version__})
-    platform: LocalPlatform | ExternalEndpoint | KubernetesPlatform
-    if spec.endpoint is not None:  # an external server: deploy nothing (validate checked faults)
-        platform = ExternalEndpoint(spec.endpoint, timeline)
-    elif isinstance(spec.platform, KubernetesPlatformSpec):
-        platform = KubernetesPlatform(
-            spec.platform, spec.workload, timeline, run_dir, context=kube_context
-        )
-    else:
-        assert spec.platform is not None  # HarnessSpec requires one of the two
-        platform = LocalPlatform(spec.platform, spec.workload, timeline, run_dir / "logs")
+    platform = make_platform(spec, timeline, run_dir, kube_context)
     telemetry = TelemetrySampler(platform, run_dir / TELEMETRY_FILE, spec.telemetry_interval_s)
-    load = LocustRunner(spec.load, "", run_dir, timeline)
+    load: LocustRunner | None = None
     progress = LiveProgress(
         name=experiment.name,
         requests_path=run_dir / REQUESTS_FILE,
@@ -118,7 +110,7 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
     old_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main else None
     try:
         progress.start()
-        log.info("starting the workload on the local platform")
+        log.info("starting the workload (%s)", type(platform).__name__)
         platform.start()
         telemetry.start()
         load = make_load_runner(spec.load, platform.endpoint, run_dir, timeline, platform=platform)
@@ -192,16 +184,16 @@ def _revert_faults() -> None:
 
 
 def _teardown(
-    load: LocustRunner,
-    telemetry: TelemetrySampler,
-    platform: LocalPlatform | ExternalEndpoint | KubernetesPlatform,
+    load: LocustRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform
 ) -> None:
     """Stop load, telemetry and platform; a second Ctrl-C must not skip any of them."""
-    for what, stop in (
-        ("load", load.stop),
+    stops: list[tuple[str, Callable[[], object]]] = [
         ("telemetry", telemetry.stop),
         ("platform", platform.stop),
-    ):
+    ]
+    if load is not None:
+        stops.insert(0, ("load", load.stop))
+    for what, stop in stops:
         for _ in range(3):
             try:
                 stop()
