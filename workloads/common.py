@@ -1,5 +1,6 @@
 """What both reference servers share (torch-free at import): the replica header, admission
-control answers, the draining uvicorn server, out-of-memory handling and memory gauges.
+control answers, the draining uvicorn server, the replica's life (load, serve, drain, exit),
+and the engines' device start-up, queue refusal and out-of-memory handling.
 """
 
 from __future__ import annotations
@@ -7,14 +8,25 @@ from __future__ import annotations
 import gc
 import logging
 import math
-from collections.abc import Callable
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import uvicorn
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from workloads.metrics import STARTUP_STAGES, ReplicaMetrics
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -103,24 +115,9 @@ def release_memory(device_type: str) -> None:
         torch.cuda.empty_cache()
 
 
-def track_gpu_memory(registry: CollectorRegistry, device: str) -> None:
-    """GPU memory gauges of this process, read at scrape time (CUDA only)."""
-    import torch
-
-    dev = torch.device(device)
-    Gauge(
-        "gpuchaos_gpu_memory_allocated_bytes",
-        "GPU memory used by tensors of this process.",
-        registry=registry,
-    ).set_function(lambda: float(torch.cuda.memory_allocated(dev)))
-    Gauge(
-        "gpuchaos_gpu_memory_reserved_bytes",
-        "GPU memory reserved by this process's caching allocator.",
-        registry=registry,
-    ).set_function(lambda: float(torch.cuda.memory_reserved(dev)))
-
-
-def error_json(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> Any:
+def error_json(
+    status: int, message: str, kind: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """An OpenAI-style error body."""
     return JSONResponse(
         {"error": {"message": message, "type": kind, "param": None, "code": status}},
@@ -155,3 +152,226 @@ def pin_mmap_threshold() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
+
+
+class ReplicaSettings(Protocol):
+    """The settings every server has."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def replica_id(self) -> str: ...
+    @property
+    def shutdown_grace_s(self) -> float: ...
+    @property
+    def threads(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StartupTimes:
+    """Seconds an engine's `load` spent in each of its stages."""
+
+    device_init: float
+    weights: float
+    warmup: float
+
+
+class ReplicaEngine(Protocol):
+    """What a replica asks of its engine."""
+
+    @property
+    def ready(self) -> bool: ...
+    def load(self) -> StartupTimes: ...
+    def serve_forever(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=ReplicaSettings)
+MetricsT = TypeVar("MetricsT", bound=ReplicaMetrics)
+EngineT = TypeVar("EngineT", bound=ReplicaEngine)
+
+
+class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
+    """One server process: settings, metrics and (once loaded) the engine.
+
+    The port is bound before the model loads: a loader thread imports torch, builds and warms
+    up the engine and then runs its loop; the first SIGTERM drains. A server names its loader
+    thread, its logger (its lines keep their names) and what it loads, and builds its engine.
+    """
+
+    thread_name: ClassVar[str]
+    log: ClassVar[logging.Logger]
+    #: What the model is, in the "ready" line: "<kind> <model> on <device>".
+    kind: ClassVar[str]
+
+    def __init__(self, settings: SettingsT, metrics: MetricsT, started: float) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.started = started
+        self.engine: EngineT | None = None
+        self.failure: str | None = None
+        self.draining = False
+        self.on_fatal: Callable[[], None] = lambda: None
+
+    @property
+    def ready(self) -> bool:
+        return self.engine is not None and self.engine.ready and not self.draining
+
+    def start_loading(self) -> None:
+        threading.Thread(target=self._load_and_serve, name=self.thread_name, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    @abstractmethod
+    def engine_builder(self) -> Callable[[], EngineT]:
+        """Import the engine's module (its time counts as import) and say how to build it."""
+
+    def _load_and_serve(self) -> None:
+        try:
+            engine = self._load()
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            self.log.exception("model load failed; exiting")
+            self.on_fatal()
+            return
+        self.engine = engine
+        engine.serve_forever()
+
+    def _load(self) -> EngineT:
+        s = self.settings
+        t0 = time.perf_counter()
+        import torch
+
+        build = self.engine_builder()
+        torch.set_num_threads(s.threads)
+        import_seconds = time.perf_counter() - t0
+        engine = build()
+        times = engine.load()
+        stages = dict(
+            zip(
+                STARTUP_STAGES,
+                (import_seconds, times.device_init, times.weights, times.warmup),
+                strict=True,
+            )
+        )
+        for stage, seconds in stages.items():
+            self.metrics.startup_stage(stage, seconds)
+        self.metrics.ready.set(1)
+        self.log.info(
+            "ready: %s %s on %s, replica %s; startup import %.2f s, device init %.2f s, "
+            "weights %.2f s, warm-up %.2f s (%.2f s since launch)",
+            self.kind,
+            s.model,
+            s.device,
+            s.replica_id,
+            *stages.values(),
+            time.perf_counter() - self.started,
+        )
+        return engine
+
+    @asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        self.start_loading()
+        yield
+        self.stop()
+
+    def fastapi_app(self, title: str) -> FastAPI:
+        """An app that loads the model at startup and stops the engine at shutdown, without
+        documentation pages, with ``GET /metrics``."""
+        app = FastAPI(
+            title=title, lifespan=self.lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        )
+
+        @app.get("/metrics")
+        async def metrics() -> Response:
+            return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+        return app
+
+    def serve(self, app: ASGIApp, what: str, **uvicorn_options: Any) -> int:
+        """Serve `app` until SIGTERM/SIGINT; 0 on a clean stop, 1 if the model failed to load.
+
+        `what` names the model in the first log line; `uvicorn_options` go to uvicorn.Config.
+        """
+        s = self.settings
+        config = uvicorn.Config(
+            app,
+            host=s.host,
+            port=s.port,
+            log_level="warning",
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=max(1, round(s.shutdown_grace_s)),
+            **uvicorn_options,
+        )
+
+        def drain() -> None:
+            self.draining = True
+
+        server = DrainingServer(config, drain)
+
+        def fatal() -> None:
+            server.should_exit = True
+
+        self.on_fatal = fatal
+        self.log.info(
+            "serving %s on http://%s:%d (device %s, replica %s); loading the model",
+            what,
+            s.host,
+            s.port,
+            s.device,
+            s.replica_id,
+        )
+        server.run()
+        if self.failure is not None:
+            self.log.error("exiting: %s", self.failure)
+            return 1
+        return 0
+
+
+def init_device(device: torch.device, metrics: ReplicaMetrics | None) -> None:
+    """Engine start-up: CUDA is checked, selected, initialised and its memory gauged; on CPU
+    large allocations are made to map fresh memory (see `pin_mmap_threshold`)."""
+    if device.type == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device} requested but CUDA is not available")
+        torch.cuda.set_device(device)
+        torch.empty(1, device=device)
+        if metrics is not None:
+            metrics.track_gpu_memory(str(device))
+    else:
+        pin_mmap_threshold()
+
+
+def queue_full(
+    waiting: int, per_batch: int, request_s: float, metrics: ReplicaMetrics | None
+) -> QueueFull:
+    """Count a refusal at the queue limit; the error says to retry once the waiting requests
+    (`per_batch` at a time, `request_s` each) have had their turn."""
+    if metrics is not None:
+        metrics.rejected("queue_full")
+    return QueueFull(waiting, request_s * (1 + waiting / per_batch))
+
+
+def engine_failure(
+    exc: Exception, kind: str, count: int, device_type: str, metrics: ReplicaMetrics | None
+) -> str:
+    """After a forward of `count` requests raised (`kind`: oom or other): give memory back
+    after an OOM and count it; returns the message their requests fail with (503)."""
+    if kind == "oom":
+        release_memory(device_type)
+    if metrics is not None:
+        metrics.engine_error(kind)
+        metrics.failed_requests.inc(count)
+    return "out of memory" if kind == "oom" else f"engine error: {type(exc).__name__}"

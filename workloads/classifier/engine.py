@@ -22,7 +22,7 @@ import torch
 
 from workloads.classifier.metrics import ClassifierMetrics
 from workloads.classifier.model import CLASSIFIER_CONFIGS, ResNet, build_classifier
-from workloads.common import QueueFull, is_oom, pin_mmap_threshold, release_memory
+from workloads.common import StartupTimes, engine_failure, init_device, is_oom, queue_full
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +40,6 @@ class InferenceFailed(RuntimeError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
-
-
-@dataclass(frozen=True)
-class StartupTimes:
-    device_init: float
-    weights: float
-    warmup: float
 
 
 @dataclass(eq=False)
@@ -98,16 +91,9 @@ class BatchingEngine:
 
     def load(self) -> StartupTimes:
         t0 = time.perf_counter()
+        init_device(self.device, self._metrics)
         if self.device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"device {self.device} requested but CUDA is not available")
-            torch.cuda.set_device(self.device)
-            torch.empty(1, device=self.device)
             torch.backends.cudnn.benchmark = True
-            if self._metrics is not None:
-                self._metrics.track_gpu_memory(str(self.device))
-        else:
-            pin_mmap_threshold()
         t1 = time.perf_counter()
         self._model = build_classifier(self.config, self.seed, self.device, self.dtype)
         self._sync()
@@ -146,9 +132,7 @@ class BatchingEngine:
         with self._cond:
             if len(self._queue) >= self.max_queue_size:
                 waiting = len(self._queue)
-                if self._metrics is not None:
-                    self._metrics.rejected("queue_full")
-                raise QueueFull(waiting, self._request_s * (1 + waiting / self.max_batch_size))
+                raise queue_full(waiting, self.max_batch_size, self._request_s, self._metrics)
             self._queue.append(request)
             self._set_gauges()
             self._cond.notify()
@@ -248,12 +232,7 @@ class BatchingEngine:
         logger.warning(
             "batch of %d request(s) failed (%s): %s: %s", len(batch), kind, type(exc).__name__, exc
         )
-        if kind == "oom":
-            release_memory(self.device.type)
-        if self._metrics is not None:
-            self._metrics.engine_error(kind)
-            self._metrics.failed_requests.inc(len(batch))
-        message = "out of memory" if kind == "oom" else f"engine error: {type(exc).__name__}"
+        message = engine_failure(exc, kind, len(batch), self.device.type, self._metrics)
         for request in batch:
             _fail(request, InferenceFailed(message, 503))
 

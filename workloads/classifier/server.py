@@ -16,27 +16,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from workloads.classifier.config import CLASSIFIER_CONFIGS, ClassifierSettings
-from workloads.classifier.metrics import STARTUP_STAGES, ClassifierMetrics
+from workloads.classifier.metrics import ClassifierMetrics
 from workloads.classifier.oom import OomGuard, oom_safe_h11_protocol
 from workloads.common import (
     REPLICA_HEADER,
-    DrainingServer,
     QueueFull,
+    Replica,
     ReplicaHeaderMiddleware,
     release_memory,
     retry_after_header,
@@ -62,30 +58,12 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class ClassifierReplica:
+class ClassifierReplica(Replica[ClassifierSettings, ClassifierMetrics, "BatchingEngine"]):
     """Settings, metrics and (once loaded) the engine of one classifier process."""
 
-    def __init__(
-        self, settings: ClassifierSettings, metrics: ClassifierMetrics, started: float
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.started = started
-        self.engine: BatchingEngine | None = None
-        self.failure: str | None = None
-        self.draining = False
-        self.on_fatal: Callable[[], None] = lambda: None
-
-    @property
-    def ready(self) -> bool:
-        return self.engine is not None and self.engine.ready and not self.draining
-
-    def start_loading(self) -> None:
-        threading.Thread(target=self._load_and_serve, name="classifier", daemon=True).start()
-
-    def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.stop()
+    thread_name = "classifier"
+    log = logger
+    kind = "classifier"
 
     def out_of_memory(self) -> None:
         """A request ran out of memory outside the engine (reading or answering it): count it
@@ -94,27 +72,11 @@ class ClassifierReplica:
         self.metrics.failed_requests.inc()
         release_memory("cuda" if self.settings.device.startswith("cuda") else "cpu")
 
-    def _load_and_serve(self) -> None:
-        try:
-            engine = self._load()
-        except Exception as exc:
-            self.failure = f"{type(exc).__name__}: {exc}"
-            logger.exception("model load failed; exiting")
-            self.on_fatal()
-            return
-        self.engine = engine
-        engine.serve_forever()
-
-    def _load(self) -> BatchingEngine:
-        s = self.settings
-        t0 = time.perf_counter()
-        import torch
-
+    def engine_builder(self) -> Callable[[], BatchingEngine]:
         from workloads.classifier.engine import BatchingEngine
 
-        torch.set_num_threads(s.threads)
-        import_seconds = time.perf_counter() - t0
-        engine = BatchingEngine(
+        s = self.settings
+        return lambda: BatchingEngine(
             s.model,
             s.device,
             s.max_batch_size,
@@ -123,27 +85,6 @@ class ClassifierReplica:
             seed=s.seed,
             metrics=self.metrics,
         )
-        times = engine.load()
-        stages = dict(
-            zip(
-                STARTUP_STAGES,
-                (import_seconds, times.device_init, times.weights, times.warmup),
-                strict=True,
-            )
-        )
-        for stage, seconds in stages.items():
-            self.metrics.startup_stage(stage, seconds)
-        self.metrics.ready.set(1)
-        logger.info(
-            "ready: classifier %s on %s, replica %s; startup import %.2f s, device init %.2f s, "
-            "weights %.2f s, warm-up %.2f s (%.2f s since launch)",
-            s.model,
-            s.device,
-            s.replica_id,
-            *stages.values(),
-            time.perf_counter() - self.started,
-        )
-        return engine
 
 
 def parse_infer_request(
@@ -196,19 +137,7 @@ def parse_infer_request(
 
 
 def create_app(replica: ClassifierReplica) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        replica.start_loading()
-        yield
-        replica.stop()
-
-    app = FastAPI(
-        title="gpuchaos reference classifier (KServe v2)",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
+    app = replica.fastapi_app("gpuchaos reference classifier (KServe v2)")
     # innermost middleware: an allocation failure anywhere in a route is that request's 503
     app.add_middleware(OomGuard, on_oom=replica.out_of_memory)
     settings = replica.settings
@@ -255,10 +184,6 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
             return problem
         status = 200 if replica.ready else 503
         return JSONResponse({"name": MODEL_NAME, "ready": replica.ready}, status_code=status)
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v2/models/{name}/infer")
     @app.post("/v2/models/{name}/versions/{version}/infer")
@@ -330,38 +255,9 @@ def serve(settings: ClassifierSettings, started: float | None = None) -> int:
     replica = ClassifierReplica(
         settings, metrics, time.perf_counter() if started is None else started
     )
-    config = uvicorn.Config(
+    return replica.serve(
         build_asgi_app(replica),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+        f"classifier {settings.model}",
         # h11, always: its reading of a request survives running out of memory (a 503)
         http=oom_safe_h11_protocol(replica.out_of_memory, [(REPLICA_HEADER, settings.replica_id)]),
     )
-
-    def drain() -> None:
-        replica.draining = True
-
-    server = DrainingServer(config, drain)
-
-    def fatal() -> None:
-        server.should_exit = True
-
-    replica.on_fatal = fatal
-    logger.info(
-        "serving classifier %s on http://%s:%d (device %s, replica %s); loading the model",
-        settings.model,
-        settings.host,
-        settings.port,
-        settings.device,
-        settings.replica_id,
-    )
-    server.run()
-    if replica.failure is not None:
-        logger.error("exiting: %s", replica.failure)
-        return 1
-    return 0

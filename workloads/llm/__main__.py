@@ -8,12 +8,9 @@ _STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
-import os  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
 
+from workloads import cli  # noqa: E402
 from workloads.llm.config import (  # noqa: E402
-    DEVICE_PATTERN,
     MODEL_CONFIGS,
     ServerSettings,
     resolve_model_name,
@@ -22,76 +19,16 @@ from workloads.llm.config import (  # noqa: E402
 logger = logging.getLogger("workloads.llm")
 
 
-def _device(value: str) -> str:
-    if not DEVICE_PATTERN.match(value):
-        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {value!r}")
-    return value
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return number
-
-
-def _non_negative(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return number
-
-
-def _non_negative_float(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return number
-
-
-def _fraction(value: str) -> float:
-    number = float(value)
-    if not 0 < number <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return number
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m workloads.llm",
-        description="gpuchaos reference LLM inference server (OpenAI-style completions).",
+    parser = cli.server_parser(
+        "python -m workloads.llm",
+        "gpuchaos reference LLM inference server (OpenAI-style completions).",
+        list(MODEL_CONFIGS),
+        "auto: tiny on cpu, gpt2-small on cuda",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument(
-        "--model",
-        choices=["auto", *MODEL_CONFIGS],
-        default="auto",
-        help="auto: tiny on cpu, gpt2-small on cuda",
-    )
-    parser.add_argument("--replica-id", default=None, help="default: hostname-pid")
-    parser.add_argument("--max-batch-size", type=_positive, default=16)
-    parser.add_argument("--max-tokens-limit", type=_positive, default=1024)
-    parser.add_argument(
-        "--max-queue-size", type=_non_negative, default=256, help="waiting requests; beyond: 429"
-    )
-    parser.add_argument(
-        "--request-timeout-s", type=_positive_float, default=60.0, help="queue included; 504"
-    )
-    parser.add_argument(
-        "--shutdown-grace-s",
-        type=_non_negative_float,
-        default=10.0,
-        help="on SIGTERM, how long in-flight requests may finish",
-    )
+    parser.add_argument("--max-batch-size", type=cli.positive, default=16)
+    parser.add_argument("--max-tokens-limit", type=cli.positive, default=1024)
+    cli.add_admission_args(parser)
     parser.add_argument(
         "--kv-cache",
         choices=["preallocate", "on-demand"],
@@ -100,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--gpu-memory-utilization",
-        type=_fraction,
+        type=cli.fraction,
         default=None,
         help="CUDA, preallocate: size the pool to this share of GPU memory (like vLLM)",
     )
@@ -110,27 +47,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="CUDA: run decode steps eagerly instead of as CUDA graphs",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=_positive, default=1, help="torch.set_num_threads")
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    cli.add_process_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    cli.configure_logging(args.log_level)
     settings = ServerSettings(
         host=args.host,
         port=args.port,
         device=args.device,
         model=resolve_model_name(args.model, args.device),
-        replica_id=args.replica_id or f"{socket.gethostname()}-{os.getpid()}",
+        replica_id=cli.replica_id(args.replica_id),
         max_batch_size=args.max_batch_size,
         max_tokens_limit=args.max_tokens_limit,
         seed=args.seed,
@@ -144,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from workloads.llm.server import serve
 
-    try:
-        return serve(settings, started=_STARTED)
-    except KeyboardInterrupt:
-        # uvicorn shuts down gracefully on SIGINT, then re-raises it; no traceback for that.
-        return 130
+    return cli.run(serve, settings, _STARTED)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from workloads.common import QueueFull, is_oom, pin_mmap_threshold, release_memory
+from workloads.common import (
+    StartupTimes,
+    engine_failure,
+    init_device,
+    is_oom,
+    queue_full,
+    release_memory,
+)
 from workloads.llm.config import MODEL_CONFIGS, ModelConfig, is_cuda
 from workloads.llm.events import (
     FINISH_LENGTH,
@@ -56,15 +63,6 @@ EWMA_ALPHA = 0.1
 
 class EngineNotReady(RuntimeError):
     """The engine was asked to generate before `load` finished, or after `stop`."""
-
-
-@dataclass(frozen=True)
-class StartupTimes:
-    """Seconds spent in each startup stage of the engine."""
-
-    device_init: float
-    weights: float
-    warmup: float
 
 
 @dataclass(eq=False)
@@ -141,15 +139,7 @@ class Engine:
     def load(self) -> StartupTimes:
         """Initialise the device, build the seeded model and its cache, and warm up."""
         t0 = time.perf_counter()
-        if self.device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise RuntimeError(f"device {self.device} requested but CUDA is not available")
-            torch.cuda.set_device(self.device)
-            torch.empty(1, device=self.device)
-            if self._metrics is not None:
-                self._metrics.track_gpu_memory(str(self.device))
-        else:
-            pin_mmap_threshold()
+        init_device(self.device, self._metrics)
         t1 = time.perf_counter()
         self._model = build_model(self.config, self.seed, self.device, self.dtype)
         self._cache = KVCache(self.config, self._initial_slots(), self.device, self.dtype)
@@ -238,9 +228,7 @@ class Engine:
         with self._cond:
             if len(self._waiting) >= self.max_queue_size:
                 waiting = len(self._waiting)
-                if self._metrics is not None:
-                    self._metrics.rejected("queue_full")
-                raise QueueFull(waiting, self._request_s * (1 + waiting / self.batch_limit))
+                raise queue_full(waiting, self.batch_limit, self._request_s, self._metrics)
             self._waiting.append(request)
             self._set_gauges()
             self._cond.notify()
@@ -462,12 +450,7 @@ class Engine:
             type(exc).__name__,
             exc,
         )
-        if kind == "oom":
-            release_memory(self.device.type)
-        if self._metrics is not None:
-            self._metrics.engine_error(kind)
-            self._metrics.failed_requests.inc(len(requests))
-        message = "out of memory" if kind == "oom" else f"engine error: {type(exc).__name__}"
+        message = engine_failure(exc, kind, len(requests), self.device.type, self._metrics)
         for request in requests:
             self._emit(request, ErrorEvent(f"{message} during {stage}", status=503))
 

@@ -10,30 +10,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
 from starlette.types import ASGIApp
 
+from workloads import common
 from workloads.common import (
     REPLICA_HEADER,
-    DrainingServer,
     QueueFull,
     ReplicaHeaderMiddleware,
+    error_json,
     retry_after_header,
 )
 from workloads.llm.config import ServerSettings
 from workloads.llm.events import ErrorEvent, GenerationEvent, GenerationRequest, TokenEvent
-from workloads.llm.metrics import STARTUP_STAGES, Metrics
+from workloads.llm.metrics import Metrics
 from workloads.llm.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -71,27 +68,17 @@ class CompletionRequest(BaseModel):
 ERROR_KINDS = {429: "rate_limit_exceeded", 503: "service_unavailable", 504: "timeout"}
 
 
-def _error(
-    status: int, message: str, kind: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": None, "code": status}},
-        status_code=status,
-        headers=headers,
-    )
-
-
 def _failed(status: int, message: str) -> JSONResponse:
     """An engine failure (503 out of memory or shutting down, 504 timed out)."""
-    return _error(status, message, ERROR_KINDS.get(status, "server_error"))
+    return error_json(status, message, ERROR_KINDS.get(status, "server_error"))
 
 
 def _bad_request(message: str) -> JSONResponse:
-    return _error(400, message, "invalid_request_error")
+    return error_json(400, message, "invalid_request_error")
 
 
 def _unavailable(message: str) -> JSONResponse:
-    return _error(503, message, "service_unavailable")
+    return error_json(503, message, "service_unavailable")
 
 
 def _validation_message(exc: ValidationError) -> str:
@@ -107,54 +94,23 @@ def _sse(payload: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-class Replica:
+class Replica(common.Replica[ServerSettings, Metrics, "Engine"]):
     """The state of one server process: settings, metrics, tokenizer and (once loaded) engine."""
 
+    thread_name = "llm-engine"
+    log = logger
+    kind = "model"
+
     def __init__(self, settings: ServerSettings, metrics: Metrics, started: float) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.started = started
+        super().__init__(settings, metrics, started)
         self.config = settings.model_config
         self.tokenizer = Tokenizer(self.config.vocab_size)
-        self.engine: Engine | None = None
-        self.failure: str | None = None
-        self.draining = False
-        self.on_fatal: Callable[[], None] = lambda: None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def ready(self) -> bool:
-        return self.engine is not None and self.engine.ready and not self.draining
-
-    def start_loading(self) -> None:
-        self._thread = threading.Thread(target=self._load_and_serve, name="llm-engine", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self.engine is not None:
-            self.engine.stop()
-
-    def _load_and_serve(self) -> None:
-        try:
-            engine = self._load()
-        except Exception as exc:
-            self.failure = f"{type(exc).__name__}: {exc}"
-            logger.exception("model load failed; exiting")
-            self.on_fatal()
-            return
-        self.engine = engine
-        engine.serve_forever()
-
-    def _load(self) -> Engine:
-        s = self.settings
-        t0 = time.perf_counter()
-        import torch
-
+    def engine_builder(self) -> Callable[[], Engine]:
         from workloads.llm.engine import Engine
 
-        torch.set_num_threads(s.threads)
-        import_seconds = time.perf_counter() - t0
-        engine = Engine(
+        s = self.settings
+        return lambda: Engine(
             s.model,
             s.device,
             s.max_batch_size,
@@ -165,45 +121,12 @@ class Replica:
             gpu_memory_utilization=s.gpu_memory_utilization,
             cuda_graphs=s.cuda_graphs,
         )
-        times = engine.load()
-        stages = dict(
-            zip(
-                STARTUP_STAGES,
-                (import_seconds, times.device_init, times.weights, times.warmup),
-                strict=True,
-            )
-        )
-        for stage, seconds in stages.items():
-            self.metrics.startup_stage(stage, seconds)
-        self.metrics.ready.set(1)
-        logger.info(
-            "ready: model %s on %s, replica %s; startup import %.2f s, device init %.2f s, "
-            "weights %.2f s, warm-up %.2f s (%.2f s since launch)",
-            self.config.name,
-            s.device,
-            s.replica_id,
-            *stages.values(),
-            time.perf_counter() - self.started,
-        )
-        return engine
 
 
 def create_app(replica: Replica) -> FastAPI:
     """The FastAPI app (without the replica header; `build_asgi_app` adds it)."""
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        replica.start_loading()
-        yield
-        replica.stop()
-
-    app = FastAPI(
-        title="gpuchaos reference LLM server",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
-    )
+    app = replica.fastapi_app("gpuchaos reference LLM server")
     settings = replica.settings
     config = replica.config
     created = int(time.time())
@@ -220,10 +143,6 @@ def create_app(replica: Replica) -> FastAPI:
         return JSONResponse({"status": status, "replica_id": settings.replica_id}, 503)
 
     app.add_api_route("/health", ready, methods=["GET"])
-
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(replica.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -276,7 +195,7 @@ def create_app(replica: Replica) -> FastAPI:
             engine.submit(generation)
         except QueueFull as exc:
             headers = retry_after_header(exc.retry_after_s)
-            return _error(429, str(exc), ERROR_KINDS[429], headers)
+            return error_json(429, str(exc), ERROR_KINDS[429], headers)
         except RuntimeError as exc:
             return _unavailable(str(exc))
         try:
@@ -376,36 +295,4 @@ def serve(settings: ServerSettings, started: float | None = None) -> int:
     """Serve until SIGTERM/SIGINT; 0 on a clean stop, 1 if the model failed to load."""
     metrics = Metrics(settings.model, settings.replica_id, settings.device)
     replica = Replica(settings, metrics, time.perf_counter() if started is None else started)
-    config = uvicorn.Config(
-        build_asgi_app(replica),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
-    )
-
-    def drain() -> None:
-        replica.draining = True
-
-    server = DrainingServer(config, drain)
-
-    def fatal() -> None:
-        server.should_exit = True
-
-    replica.on_fatal = fatal
-    logger.info(
-        "serving %s on http://%s:%d (device %s, replica %s); loading the model",
-        settings.model,
-        settings.host,
-        settings.port,
-        settings.device,
-        settings.replica_id,
-    )
-    server.run()
-    if replica.failure is not None:
-        logger.error("exiting: %s", replica.failure)
-        return 1
-    return 0
+    return replica.serve(build_asgi_app(replica), settings.model)
