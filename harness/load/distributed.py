@@ -40,8 +40,7 @@ from typing import TYPE_CHECKING, Any
 from harness.config import LoadSpec
 from harness.errors import LoadError, PlatformError
 from harness.load.loadconfig import CONFIG_ENV, CONFIG_FILE
-from harness.load.runner import LOCUSTFILE, LocustRunner, count_records
-from harness.load.shapes import duration, level_at, peak_level
+from harness.load.runner import LOCUSTFILE, LocustRunner, count_records, load_start_details
 from harness.procs import die_with_parent
 from harness.records import COLUMNS, OPTIONAL_COLUMNS, REQUESTS_FILE
 from harness.timeline import Timeline
@@ -712,7 +711,6 @@ class KubernetesJobsRunner(LocustRunner):
         self._t0 = t0
         try:
             names = self.jobs.create(t0)
-            shape = self.spec.shape
             log.info(
                 "Locust as Jobs in %s (%s) against %s; load starts in %.0f s",
                 self.jobs.namespace,
@@ -720,23 +718,14 @@ class KubernetesJobsRunner(LocustRunner):
                 self.endpoint,
                 self.start_delay_s,
             )
-            self.timeline.emit(
-                "load_start",
-                "locust",
-                {
-                    "shape": shape.kind,
-                    "mode": self.spec.mode,
-                    "user": self.spec.user,
-                    "level": level_at(shape, 0.0),
-                    "peak_level": peak_level(shape),
-                    "endpoint": self.endpoint,
-                    "workers": self.spec.workers,
-                    "workers_on": "kubernetes",
-                    "jobs": names,
-                    "duration_s": duration(shape),
-                },
-                at=t0,
+            details = load_start_details(
+                self.spec,
+                self.endpoint,
+                workers=self.spec.workers,
+                workers_on="kubernetes",
+                jobs=names,
             )
+            self.timeline.emit("load_start", "locust", details, at=t0)
             self._schedule_phases(t0)
             self._await_jobs_record(t0)
         except BaseException:  # a failed start, Ctrl-C: delete what was created

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from harness.config import LoadSpec
 from harness.errors import LoadError
@@ -41,6 +41,22 @@ def _tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def load_start_details(spec: LoadSpec, endpoint: str, **extra: Any) -> dict[str, Any]:
+    """What the ``load_start`` timeline event says about the load (the scorer reads
+    ``duration_s``; the live view reads the levels)."""
+    shape = spec.shape
+    return {
+        "shape": shape.kind,
+        "mode": spec.mode,
+        "user": spec.user,
+        "level": level_at(shape, 0.0),
+        "peak_level": peak_level(shape),
+        "endpoint": endpoint,
+        **extra,
+        "duration_s": duration(shape),
+    }
 
 
 def count_records(path: Path) -> int:
@@ -171,21 +187,11 @@ class LocustRunner:
             self._log_fh.close()
             raise LoadError(f"could not start Locust: {exc}") from exc
         self._t0 = t0
-        shape = self.spec.shape
         log.info("Locust started (pid %d) against %s", self._proc.pid, self.endpoint)
         self.timeline.emit(
             "load_start",
             "locust",
-            {
-                "shape": shape.kind,
-                "mode": self.spec.mode,
-                "user": self.spec.user,
-                "level": level_at(shape, 0.0),
-                "peak_level": peak_level(shape),
-                "endpoint": self.endpoint,
-                "pid": self._proc.pid,
-                "duration_s": duration(shape),
-            },
+            load_start_details(self.spec, self.endpoint, pid=self._proc.pid),
             at=t0,
         )
         self._schedule_phases(t0)
