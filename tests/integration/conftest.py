@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT = Path(__file__).resolve().parents[2]
 LLM_READY_TIMEOUT_S = 60.0
 
 
@@ -112,3 +112,38 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     """One tiny-model server per test module (max batch 8)."""
     with run_llm_server(tmp_path_factory.mktemp("llm"), "--max-batch-size", "8") as server:
         yield server
+
+
+# -- the whole loop: one short node-loss run shared by the end-to-end and report tests ------
+
+NODE_LOSS_EXPERIMENT = ROOT / "experiments" / "gpu-node-loss.yaml"
+
+#: A short version of the catalog experiment (about 45 s of load).
+SHORT_NODE_LOSS = {
+    "duration_s": 40,
+    "warmup_s": 5,
+    "baseline_users": 3,
+    "spike_start_s": 8,
+    "spike_duration_s": 20,
+    "fault_delay_s": 5,
+    "node_down_s": 8,
+    "recovery_wait_s": 8,
+}
+
+
+def gpuchaos_run_cmd(out: Path, **overrides: object) -> list[str]:
+    """``gpuchaos run`` of the short node-loss experiment into ``out``, with overrides."""
+    args = [sys.executable, "-m", "harness", "run", str(NODE_LOSS_EXPERIMENT), "--out", str(out)]
+    for k, v in {**SHORT_NODE_LOSS, **overrides}.items():
+        args += ["--var", f"{k}={v}"]
+    return args
+
+
+@pytest.fixture(scope="session")
+def node_loss_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """One real short run: (run folder, exit code, everything it printed)."""
+    out = tmp_path_factory.mktemp("node-loss") / "run"
+    proc = subprocess.run(
+        gpuchaos_run_cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    return out, proc.returncode, proc.stdout + proc.stderr

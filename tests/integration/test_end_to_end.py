@@ -15,27 +15,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "experiments" / "gpu-node-loss.yaml"
+from tests.integration.conftest import ROOT, gpuchaos_run_cmd
 
-# A short version of the catalog experiment (about 45 s of load).
-SHORT = {
-    "duration_s": 40,
-    "warmup_s": 5,
-    "baseline_users": 3,
-    "spike_start_s": 8,
-    "spike_duration_s": 20,
-    "fault_delay_s": 5,
-    "node_down_s": 8,
-    "recovery_wait_s": 8,
-}
-
-
-def _cmd(out: Path, **overrides: object) -> list[str]:
-    args = [sys.executable, "-m", "harness", "run", str(EXPERIMENT), "--out", str(out)]
-    for k, v in {**SHORT, **overrides}.items():
-        args += ["--var", f"{k}={v}"]
-    return args
+_cmd = gpuchaos_run_cmd
 
 
 def _events(run_dir: Path) -> list[dict]:
@@ -60,15 +42,6 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-@pytest.fixture(scope="module")
-def node_loss_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    out = tmp_path_factory.mktemp("e2e") / "run"
-    proc = subprocess.run(
-        _cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
-    )
-    return out, proc.returncode, proc.stdout + proc.stderr
 
 
 def test_run_completes_and_leaves_every_file(node_loss_run: tuple[Path, int, str]) -> None:

@@ -19,20 +19,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-EXPERIMENT = ROOT / "experiments" / "gpu-node-loss.yaml"
+from tests.integration.conftest import ROOT, gpuchaos_run_cmd
 
-# about 16 s of load with a 3 s node loss in the middle
-SHORT = {
-    "duration_s": 16,
-    "warmup_s": 2,
-    "baseline_users": 2,
-    "spike_start_s": 3,
-    "spike_duration_s": 8,
-    "fault_delay_s": 1,
-    "node_down_s": 3,
-    "recovery_wait_s": 3,
-}
+_cmd = gpuchaos_run_cmd
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -49,24 +38,8 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def _cmd(out: Path, **overrides: object) -> list[str]:
-    args = [sys.executable, "-m", "harness", "run", str(EXPERIMENT), "--out", str(out)]
-    for k, v in {**SHORT, **overrides}.items():
-        args += ["--var", f"{k}={v}"]
-    return args
-
-
-@pytest.fixture(scope="module")
-def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    out = tmp_path_factory.mktemp("report") / "run"
-    proc = subprocess.run(
-        _cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
-    )
-    return out, proc.returncode, proc.stdout + proc.stderr
-
-
-def test_run_writes_every_report(short_run: tuple[Path, int, str]) -> None:
-    run_dir, code, output = short_run
+def test_run_writes_every_report(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, code, output = node_loss_run
     assert code in (0, 1), output
     for name in ("report.html", "junit.xml", "summary.md"):
         assert (run_dir / name).is_file(), name
@@ -75,8 +48,8 @@ def test_run_writes_every_report(short_run: tuple[Path, int, str]) -> None:
     assert "| SLO | objective | measured | result |" in (run_dir / "summary.md").read_text()
 
 
-def test_plain_progress_lines_when_not_a_terminal(short_run: tuple[Path, int, str]) -> None:
-    _, _, output = short_run
+def test_plain_progress_lines_when_not_a_terminal(node_loss_run: tuple[Path, int, str]) -> None:
+    _, _, output = node_loss_run
     summaries = [line for line in output.splitlines() if "progress:" in line and "req/s" in line]
     assert summaries, output
     assert "ready node-a=" in summaries[-1]
@@ -84,8 +57,8 @@ def test_plain_progress_lines_when_not_a_terminal(short_run: tuple[Path, int, st
     assert re.search(r"progress: \+ *[\d.]+ s  fault_end node-a", output), output
 
 
-def test_telemetry_series(short_run: tuple[Path, int, str]) -> None:
-    run_dir, _, _ = short_run
+def test_telemetry_series(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, _, _ = node_loss_run
     with open(run_dir / "telemetry.csv", newline="") as fh:
         pairs = {(r["source"], r["metric"]) for r in csv.DictReader(fh)}
     for pair in (
@@ -103,8 +76,8 @@ def test_telemetry_series(short_run: tuple[Path, int, str]) -> None:
         assert pair in pairs, pair
 
 
-def test_report_command_regenerates(short_run: tuple[Path, int, str]) -> None:
-    run_dir, _, _ = short_run
+def test_report_command_regenerates(node_loss_run: tuple[Path, int, str]) -> None:
+    run_dir, _, _ = node_loss_run
     saved = {n: (run_dir / n).read_text() for n in ("junit.xml", "summary.md", "report.html")}
     for name in saved:
         (run_dir / name).unlink()
@@ -132,10 +105,10 @@ def _chromium() -> str | None:
 
 
 def test_report_opens_in_headless_chromium(
-    short_run: tuple[Path, int, str], tmp_path: Path
+    node_loss_run: tuple[Path, int, str], tmp_path: Path
 ) -> None:
     chromium = _chromium()
-    run_dir, _, _ = short_run
+    run_dir, _, _ = node_loss_run
     page = (run_dir / "report.html").resolve().as_uri()
     base = [chromium, *CHROMIUM_FLAGS]
     dom = subprocess.run(
