@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 REQUESTS_FILE = "requests.csv"
 
@@ -37,27 +38,48 @@ REPLICA_HEADER = "x-replica-id"
 
 
 class RecordWriter:
-    """Appends request records to a CSV file, flushing each row as it comes."""
+    """Appends request records to a CSV file, each row written to the file as it comes.
+
+    Every row is one ``write(2)`` on a file opened for appending: nothing waits in a buffer
+    (a reader tailing the file, or a run killed right after, sees every finished request),
+    and several writers appending to one file never interleave inside a row.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        new = not os.path.exists(path) or os.path.getsize(path) == 0
-        self._fh: TextIO = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.writer(self._fh)
-        if new:
-            self._writer.writerow(COLUMNS + OPTIONAL_COLUMNS)
-            self._fh.flush()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if os.fstat(self._fd).st_size == 0:
+            self.write_line(",".join(COLUMNS + OPTIONAL_COLUMNS) + "\r\n")
 
     def write(self, record: dict[str, Any]) -> None:
         columns = COLUMNS + OPTIONAL_COLUMNS
         self.write_row(["" if record.get(c) is None else record[c] for c in columns])
 
     def write_row(self, values: Sequence[Any]) -> None:
-        """One row already in the order of ``COLUMNS + OPTIONAL_COLUMNS`` (the hot path)."""
-        self._writer.writerow(values)
-        self._fh.flush()
+        """One row in the order of ``COLUMNS + OPTIONAL_COLUMNS``, quoted by the csv module."""
+        buf = io.StringIO()
+        csv.writer(buf).writerow(values)
+        self.write_line(buf.getvalue())
+
+    def write_line(self, text: str) -> None:
+        """Rows already formatted as CSV, each ending in ``\\r\\n``, in one write (the Locust
+        hot path; fields that may hold a comma, a quote or a line break go through
+        :func:`csv_field`)."""
+        data = text.encode()
+        while data:
+            data = data[os.write(self._fd, data) :]
 
     def close(self) -> None:
-        self._fh.close()
+        os.close(self._fd)
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def csv_field(text: str) -> str:
+    """``text`` as one CSV field, quoted the way the csv module's default writer quotes it."""
+    if not text or _NEEDS_QUOTES.search(text) is None:
+        return text
+    return '"' + text.replace('"', '""') + '"'
 
 
 def format_row(record: dict[str, Any]) -> str:

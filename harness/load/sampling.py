@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from harness.config import LengthDistribution, Shape
@@ -31,6 +31,55 @@ def draw_length(spec: int | LengthDistribution, rng: random.Random) -> int:
     else:
         value = rng.lognormvariate(math.log(spec.mean), spec.std)
     return min(spec.max, max(spec.min, round(value)))
+
+
+def longest(spec: int | LengthDistribution) -> int:
+    """The largest length ``spec`` can draw."""
+    return spec if isinstance(spec, int) else spec.max
+
+
+class PromptSource:
+    """Seeded prompts: windows of one seeded text, never the same window twice in a row of
+    ``len(starts)`` prompts.
+
+    The ``i``-th prompt starts at word ``(first + i * stride) mod starts`` of the text, with
+    the stride coprime to the number of starts, so a process makes that many prompts before
+    any window comes back (a server with prefix caching, like vLLM, never answers from its
+    cache a prompt it has seen). Worker ``w`` of ``n`` takes prompts ``w, w + n, ...``, so
+    workers never repeat each other's either. Cheap per request: no random draw per word.
+    """
+
+    def __init__(
+        self,
+        words: Sequence[str],
+        seed: object,
+        longest: int,
+        worker: int = 0,
+        workers: int = 1,
+        size: int = 1 << 17,
+    ) -> None:
+        rng = random.Random(f"{seed}:prompt-text")
+        size = max(size, 2 * longest)
+        chosen = rng.choices(words, k=size)
+        self._text = " ".join(chosen)
+        starts, at = [], 0
+        for word in chosen:
+            starts.append(at)
+            at += len(word) + 1
+        self._starts = [*starts, at]  # a word's end is the next start minus its space
+        count = size - longest + 1  # windows of up to ``longest`` words fit from these
+        stride = int(count * 0.6180339887) or 1
+        while math.gcd(stride, count) != 1:
+            stride += 1
+        self._count = count
+        self._next = (rng.randrange(count) + worker * stride) % count
+        self._stride = stride * workers % count or stride
+
+    def prompt(self, words: int) -> str:
+        """The next prompt, of ``words`` words (at most the ``longest`` given at construction)."""
+        first = self._next
+        self._next = (first + self._stride) % self._count
+        return self._text[self._starts[first] : self._starts[first + words] - 1]
 
 
 def arrivals(

@@ -146,6 +146,32 @@ def phase_schedule(shape: Shape) -> list[tuple[float, str]]:
     return [(0.0, "trace")]
 
 
+class PhaseClock:
+    """:func:`phase_at` for times that mostly move forward, remembered between changes.
+
+    Each request asks for its phase; the answer stays the same between two entries of
+    :func:`phase_schedule`, so it is computed once per phase (a boundary itself, or a time
+    outside the shape, is always computed afresh).
+    """
+
+    def __init__(self, shape: Shape) -> None:
+        self._shape = shape
+        self._bounds = [offset for offset, _ in phase_schedule(shape)[1:]] + [duration(shape)]
+        self._low = self._high = 0.0
+        self._phase = ""
+
+    def at(self, t: float) -> str:
+        if self._low < t < self._high:
+            return self._phase
+        phase = phase_at(self._shape, t)
+        i = bisect.bisect_right(self._bounds, t)
+        if 0 < t < self._bounds[-1] and (i == 0 or self._bounds[i - 1] < t):
+            self._low = self._bounds[i - 1] if i else 0.0
+            self._high = self._bounds[i]
+            self._phase = phase
+        return phase
+
+
 def next_change(shape: Shape, t: float) -> float | None:
     """The first time after ``t`` at which the user count may change (or the load ends)."""
     end = duration(shape)
