@@ -40,7 +40,7 @@ from harness.load.distributed import RECORDS_ENV, worker_slot
 from harness.load.loadconfig import CONFIG_ENV, read_load_config
 from harness.load.sampling import PromptSource, arrivals, draw_length, longest, v2_payload
 from harness.load.shapes import PhaseClock, next_change, users_at
-from harness.load.sse import classify_line, http_error, one_line
+from harness.load.sse import classify_line, http_error, one_line, quick_kind
 from harness.records import REPLICA_HEADER, RecordWriter, csv_field
 
 log = logging.getLogger(__name__)
@@ -317,31 +317,54 @@ class RecordingUser(FastHttpUser):
                 m.error = "bad response: no choices"
 
     def _read_events(self, m: Measurement, stream: Any) -> None:
-        """Read SSE lines as they arrive; ``readline`` returns each line on its own packet."""
+        """Read the SSE stream an event at a time, as each arrives.
+
+        The first line tells how the server ends its lines (``\\n`` or ``\\r\\n``); after
+        it, each read returns one whole event up to its blank line (half the reads of one
+        per line). A body that ends without a blank line is read to its end and looked at
+        too, so nothing the server sent goes uncounted.
+        """
+        sep = b"\n"
         while True:
             try:
-                line: bytes = stream.readline(b"\n")
+                block: bytes = stream.readline(sep)
             except (HTTPParseError, ConnectionResetError, BrokenPipeError) as exc:
                 # the connection closed or broke before [DONE] (a timeout propagates)
                 log.debug("stream cut: %s", describe(exc))
-                line = b""
-            if not line:
-                m.error = "stream ended early"
+                block = b""
+            if not block:
+                with contextlib.suppress(OSError, HTTPParseError):
+                    block = stream.read()  # whatever came after the last separator
+                m.received += len(block)
+                if not (block and self._events(m, block)):
+                    m.error = m.error or "stream ended early"
                 return
-            m.received += len(line)
-            if len(line) <= 2:  # the blank line after each event
+            m.received += len(block)
+            if sep == b"\n":
+                sep = b"\r\n\r\n" if block.endswith(b"\r\n") else b"\n\n"
+            if self._events(m, block):
+                return
+
+    def _events(self, m: Measurement, block: bytes) -> bool:
+        """Count the tokens in the lines of ``block``; True once the stream is over (done or
+        an error)."""
+        for line in block.split(b"\n"):
+            if len(line) <= 1:  # the blank line after each event
                 continue
-            kind, text = classify_line(line)
+            kind, text = quick_kind(line), ""
+            if kind is None:
+                kind, text = classify_line(line)
             if kind == "token":
                 m.output_tokens += 1
                 if m.ttft_ms is None:
                     m.ttft_ms = (time.perf_counter() - m.started) * 1000.0
             elif kind == "done":
                 m.elapsed = time.perf_counter() - m.started
-                return
+                return True
             elif kind == "error":
                 m.error = text
-                return
+                return True
+        return False
 
     def _finish(self, m: Measurement) -> None:
         elapsed = m.elapsed if m.elapsed is not None else time.perf_counter() - m.started

@@ -60,6 +60,37 @@ def classify_line(line: bytes) -> tuple[LineKind, str]:
     return ("token", text) if text else ("other", "")
 
 
+_TEXT_KEYS = (b'"text":', b'"content":')
+
+
+def quick_kind(line: bytes) -> LineKind | None:
+    """What :func:`classify_line` says of a well-formed chunk, without parsing its JSON.
+
+    The streaming user asks this of every line first: ``"token"`` for a complete JSON object
+    with ``choices`` whose first ``"text"`` (completions) or ``"content"`` (chat) key holds
+    a non-empty string, ``"done"``, ``"other"`` for lines that are not ``data:``; ``None``
+    (ask :func:`classify_line`) for anything else: an ``"error"`` key, an empty or null text,
+    a line that is not one whole object. Parsing each chunk cost the client more than all
+    the rest of a streamed request.
+    """
+    stripped = line.strip()
+    if not stripped.startswith(b"data:"):
+        return "other"
+    payload = stripped[5:].lstrip()
+    if payload == b"[DONE]":
+        return "done"
+    if not payload.startswith(b"{") or not payload.endswith(b"}") or b'"error"' in payload:
+        return None
+    if b'"choices"' not in payload:
+        return None
+    for key in _TEXT_KEYS:
+        at = payload.find(key)
+        if at >= 0:
+            value = payload[at + len(key) : at + len(key) + 3].lstrip()
+            return "token" if value[:1] == b'"' and value[1:2] != b'"' else None
+    return None
+
+
 def http_error(status: int, body: bytes) -> str:
     """Error text for an HTTP error response: the status and a short body excerpt."""
     excerpt = one_line(body.decode("utf-8", "replace"))

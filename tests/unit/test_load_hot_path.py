@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from harness.config import DiurnalShape, RampShape, Shape, SpikeShape, StepShape
 from harness.load.sampling import PromptSource
 from harness.load.shapes import PhaseClock, duration, phase_at
+from harness.load.sse import classify_line, quick_kind
 from harness.records import COLUMNS, OPTIONAL_COLUMNS, RecordWriter, csv_field
 
 WORDS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
@@ -113,3 +115,41 @@ def test_record_writer_header_once_rows_whole(tmp_path: Path) -> None:
     assert list(rows[0]) == list(COLUMNS + OPTIONAL_COLUMNS)
     assert [r["phase"] for r in rows] == ["a", "b", "c"]
     assert rows[1]["error"] == "HTTP 503: busy, retry" and rows[2]["ttft_ms"] == "12.5"
+
+
+CHUNK_TEXT = st.one_of(st.none(), st.text(max_size=12))
+
+
+@st.composite
+def sse_lines(draw: st.DrawFn) -> bytes:
+    text = draw(CHUNK_TEXT)
+    if draw(st.booleans()):
+        choice: dict[str, object] = {"text": text, "index": 0, "finish_reason": None}
+    else:
+        choice = {"delta": {"content": text}, "index": 0}
+    doc: dict[str, object] = {"id": "cmpl-1", "object": "chunk", "choices": [choice]}
+    if draw(st.booleans()):
+        doc["usage"] = None
+    if draw(st.integers(0, 5)) == 0:
+        doc["error"] = {"message": draw(st.text(max_size=10))}
+    separators = draw(st.sampled_from([(",", ":"), (", ", ": ")]))
+    body = json.dumps(doc, separators=separators, ensure_ascii=draw(st.booleans()))
+    prefix = draw(st.sampled_from(["data: ", "data:"]))
+    return (prefix + body + draw(st.sampled_from(["\n", "\r\n", ""]))).encode()
+
+
+@given(sse_lines())
+def test_quick_kind_never_contradicts_classify_line(line: bytes) -> None:
+    quick, (kind, text) = quick_kind(line), classify_line(line)
+    assert quick is None or quick == kind
+    if kind == "token" and b'"error"' not in line:
+        assert quick == "token"  # the common case takes the fast path
+    assert text or kind != "token"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"data: [DONE]\n", b": keep-alive\n", b"event: ping\n", b"data: {not json\n", b"data: 3\n"],
+)
+def test_quick_kind_on_other_lines(line: bytes) -> None:
+    assert quick_kind(line) in (None, classify_line(line)[0])
