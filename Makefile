@@ -50,7 +50,7 @@ bench: $(STAMP) ## Time scoring 10M synthetic request records against reading th
 bench-workload: $(STAMP) ## Reference servers: req/s, tokens/s, latency over batch x concurrency (ARGS=--quick)
 	$(BIN)/python benchmarks/bench_workload.py $(ARGS)
 
-bench-load: $(STAMP) ## Recording Locust user vs a plain FastHttpUser on a trivial endpoint (goal >= 0.9)
+bench-load: $(STAMP) ## Recording Locust users vs a plain FastHttpUser side by side on a trivial endpoint (goal >= 0.9)
 	$(BIN)/python benchmarks/bench_load.py $(ARGS)
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy
