@@ -10,13 +10,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config import HarnessSpec
 from harness.errors import ChaosError
 from harness.platforms.base import Platform
 from harness.timeline import Timeline
+
+if TYPE_CHECKING:
+    from harness.scoring.recent import RecentRequests
 
 
 @dataclass
@@ -26,6 +30,16 @@ class RunContext:
     run_dir: Path
     spec: HarnessSpec
     t0: float  # load start, unix seconds
+    _recent: RecentRequests | None = field(default=None, repr=False)
+
+    def recent_requests(self, path: Path) -> RecentRequests:
+        """The run's incremental reader of ``path`` (``requests.csv``), made on first use."""
+        from harness.scoring.recent import RecentRequests
+
+        with _lock:
+            if self._recent is None or self._recent.path != path:
+                self._recent = RecentRequests(path)
+            return self._recent
 
 
 _lock = threading.Lock()

@@ -16,9 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.config import StopCondition
 from harness.records import REQUESTS_FILE
+
+if TYPE_CHECKING:
+    from harness.scoring.recent import RecentRequests
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +82,7 @@ class StopGuard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._main = threading.main_thread()
+        self._recent: RecentRequests | None = None
 
     def start(self) -> None:
         if not self.streaks.conditions:
@@ -111,13 +116,16 @@ class StopGuard:
         return out
 
     def _request_figures(self, now: float, window_s: float) -> dict[str, float]:
-        from harness.scoring.slis import overall, read_requests
+        from harness.scoring.recent import RecentRequests
+        from harness.scoring.slis import overall
 
         path = self.run_dir / REQUESTS_FILE
         if not path.is_file():
             return {}
-        df = read_requests(path)
-        recent = df[df["end"] >= now - window_s]
+        if self._recent is None:  # read incrementally: a check costs the same all run long
+            widest = max(c.window_s for c in self.streaks.conditions)
+            self._recent = RecentRequests(path, keep_s=max(widest, window_s))
+        recent = self._recent.window(now, window_s)
         figures = overall(recent, timeout_ms=self.timeout_ms)
         return {k: float(v) for k, v in figures.items() if isinstance(v, int | float)}
 

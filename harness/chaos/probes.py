@@ -15,12 +15,11 @@ log = logging.getLogger(__name__)
 
 def slo_window(window_s: float = 5.0) -> dict[str, Any]:
     """SLIs over the last ``window_s`` seconds of requests, and whether each SLO holds."""
-    from harness.scoring.slis import overall, read_requests
+    from harness.scoring.slis import overall
 
     ctx = current()
     now = time.time()
-    df = read_requests(ctx.run_dir / REQUESTS_FILE)
-    recent = df[df["end"] >= now - window_s]
+    recent = ctx.recent_requests(ctx.run_dir / REQUESTS_FILE).window(now, window_s)
     timeout_ms = ctx.spec.load.request_timeout_s * 1000.0
     figures = overall(recent, timeout_ms=timeout_ms)
     slos = ctx.spec.slos

@@ -4,7 +4,7 @@ Runs only inside a Locust process started by :class:`harness.load.runner.LocustR
 (``python -m locust -f harness/load/locustfile.py``), never imported by the harness. The
 config comes from the JSON file named by ``GPUCHAOS_LOAD_CONFIG``.
 
-Every request becomes exactly one row of ``requests.csv`` (flushed as written) and one
+Every request becomes exactly one row of ``requests.csv`` (written as it ends) and one
 entry in Locust's own statistics, failures and requests cut short by a stop included.
 """
 

@@ -139,18 +139,24 @@ def read_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
             log.warning("%s: no complete lines, scoring no requests", path)
             return _empty_requests()
         fh.seek(0)
-        reader = io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20)
-        try:
-            raw = pd.read_csv(
-                reader,
-                dtype={c: "float64" for c in _NUMERIC} | {c: "str" for c in _TEXT},
-                keep_default_na=False,
-                na_values={c: [""] for c in _NUMERIC},
-                encoding="utf-8",
-                engine="c",
-            )
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ScoringError(f"{path}: malformed request log: {exc}") from exc
+        return parse_requests(io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20), path)
+
+
+def parse_requests(reader: Any, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The DataFrame of :func:`read_requests` from ``reader``: complete lines of a
+    ``requests.csv``, its header first (``path`` names it in errors and warnings)."""
+    path = os.fspath(path)
+    try:
+        raw = pd.read_csv(
+            reader,
+            dtype={c: "float64" for c in _NUMERIC} | {c: "str" for c in _TEXT},
+            keep_default_na=False,
+            na_values={c: [""] for c in _NUMERIC},
+            encoding="utf-8",
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ScoringError(f"{path}: malformed request log: {exc}") from exc
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise ScoringError(f"{path}: request log lacks column(s): {', '.join(missing)}")
