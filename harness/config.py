@@ -223,6 +223,32 @@ class AutoscalerSpec(StrictModel):
         return self
 
 
+class OutlierEjectionSpec(StrictModel):
+    """Envoy-style outlier detection in the local router: a replica that answers
+    ``consecutive_5xx`` 5xx in a row (or cannot be reached) gets no traffic for a while."""
+
+    consecutive_5xx: int = Field(
+        default=5, ge=1, description="5xx answers (or failed connections) in a row that eject."
+    )
+    base_ejection_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Ejection time; the n-th ejection of a replica lasts n times this.",
+    )
+    max_ejection_s: float = Field(
+        default=300.0, gt=0, description="Longest ejection, whatever the count."
+    )
+    max_ejection_percent: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description=(
+            "Most replicas ejected at once, in percent (at least one replica may be ejected, "
+            "the last one never)."
+        ),
+    )
+
+
 class LocalPlatformSpec(StrictModel):
     """The embedded local platform: virtual nodes, replicas as processes, a router."""
 
@@ -244,6 +270,13 @@ class LocalPlatformSpec(StrictModel):
     )
     autoscaler: AutoscalerSpec | None = Field(
         default=None, description="Scale replicas on queue depth or TTFT; unset: fixed count."
+    )
+    outlier_ejection: OutlierEjectionSpec | None = Field(
+        default=None,
+        description=(
+            "Eject replicas that keep failing from the router's rotation; null (default): "
+            "none, like a Service or gateway without outlier detection."
+        ),
     )
 
     @model_validator(mode="after")

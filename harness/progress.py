@@ -41,6 +41,8 @@ SHOWN_KINDS = frozenset(
         "node_up",
         "replica_exit",
         "replica_ready",
+        "replica_ejected",
+        "replica_returned",
         "scale",
         "abort",
     }

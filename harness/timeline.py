@@ -30,6 +30,8 @@ EventKind = Literal[
     "replica_exit",
     "replica_ready",
     "replica_unready",
+    "replica_ejected",
+    "replica_returned",
     "scale",
     "phase",
     "abort",

@@ -114,3 +114,17 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="no such experiment file"):
         load_experiment("experiments/does-not-exist.yaml")
+
+
+def test_outlier_ejection_from_a_variable_and_its_bad_values() -> None:
+    path = "experiments/gpu-memory-exhaustion.yaml"
+    assert load_experiment(path).spec.platform.outlier_ejection is None  # type: ignore[union-attr]
+    on = load_experiment(path, {"outlier_ejection": {"consecutive_5xx": 3}})
+    ejection = on.spec.platform.outlier_ejection  # type: ignore[union-attr]
+    assert ejection is not None and ejection.consecutive_5xx == 3
+    assert ejection.base_ejection_s == 30.0
+    with pytest.raises(
+        ConfigError,
+        match=r"platform\.outlier_ejection\.consecutive_5xx: .*greater than or equal to 1",
+    ):
+        load_experiment(path, {"outlier_ejection": {"consecutive_5xx": 0}})

@@ -60,7 +60,7 @@ class LocalPlatform:
                     Replica(f"{node.name}-{i}", node.name, self._node_devices[node.name])
                 )
         live = spec.liveness
-        self._router = Router(HOST)
+        self._router = Router(HOST, spec.outlier_ejection, timeline.emit)
         self._supervisor = Supervisor(
             replicas,
             self._node_names,

@@ -8,6 +8,15 @@ streamed through as they arrive (server-sent events included). A replica that di
 mid-response cuts the client's response, as a real proxy does; a connection refused by
 a replica that just died is retried once on another one. With no Ready replica the
 client gets ``503`` with ``x-replica-id: none``.
+
+Least-in-flight routing has a known failure mode: a replica that fails fast (out of
+memory, answering 503 at once) always has the fewest requests in flight, so it draws *more*
+traffic than the healthy ones, a black hole. Optional outlier ejection, as Envoy does it
+(``consecutive_5xx``), takes a replica out of the rotation after that many 5xx answers or
+failed connections in a row, for ``base_ejection_s`` times its number of ejections (at most
+``max_ejection_s``), never the last replica and at most ``max_ejection_percent`` of them;
+each ejection and return is reported (``replica_ejected``, ``replica_returned`` on the
+timeline).
 """
 
 from __future__ import annotations
@@ -16,8 +25,18 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.config import OutlierEjectionSpec
+    from harness.timeline import EventKind
+
+#: Called on the router's loop with (event kind, replica id, details): ``Timeline.emit``.
+EventSink = Callable[["EventKind", str, dict[str, Any]], Any]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +96,11 @@ class _Head:
         value = self.header(b"content-length")
         return int(value) if value else None
 
+    def status(self) -> int:
+        """The status code of a response head (0 when it has none)."""
+        parts = self.start.split(b" ", 2)
+        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
 
 async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
     """The next message head, or None at a clean end of stream."""
@@ -109,7 +133,7 @@ async def _read_body(reader: asyncio.StreamReader, head: _Head) -> bytes:
 
 
 class _Backend:
-    __slots__ = ("id", "idle", "inflight", "live", "port")
+    __slots__ = ("ejected_until", "ejections", "failures", "id", "idle", "inflight", "live", "port")
 
     def __init__(self, replica_id: str, port: int) -> None:
         self.id = replica_id
@@ -117,6 +141,9 @@ class _Backend:
         self.inflight = 0
         self.live = True
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.failures = 0  # 5xx answers or failed connections in a row
+        self.ejections = 0
+        self.ejected_until = 0.0  # time.monotonic(); in the past: in the rotation
 
     def close_idle(self) -> None:
         for _, writer in self.idle:
@@ -127,11 +154,18 @@ class _Backend:
 class _RouterCore:
     """Runs on the router's event loop only."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(
+        self,
+        host: str,
+        ejection: OutlierEjectionSpec | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
         self.host = host
         self.backends: dict[str, _Backend] = {}
         self._rr = itertools.count()
         self._clients: set[asyncio.StreamWriter] = set()
+        self.ejection = ejection
+        self._on_event = on_event
 
     def set_backends(self, ordered: list[tuple[str, int]]) -> None:
         wanted = dict(ordered)
@@ -146,13 +180,65 @@ class _RouterCore:
         log.debug("router backends: %s", sorted(self.backends))
 
     def pick(self, exclude: _Backend | None = None) -> _Backend | None:
-        """The Ready backend with the fewest requests in flight; round-robin among ties."""
-        candidates = [b for b in self.backends.values() if b is not exclude]
+        """The Ready backend in the rotation with the fewest requests in flight; round-robin
+        among ties."""
+        now = time.monotonic()
+        candidates = [
+            b for b in self.backends.values() if b is not exclude and b.ejected_until <= now
+        ]
         if not candidates:
             return None
         least = min(b.inflight for b in candidates)
         ties = [b for b in candidates if b.inflight == least]
         return ties[next(self._rr) % len(ties)]
+
+    def answered(self, backend: _Backend, status: int) -> None:
+        """Outlier detection: count a 5xx answer (0: no answer) or clear the streak."""
+        if not (status == 0 or 500 <= status <= 599):
+            backend.failures = 0
+            return
+        backend.failures += 1
+        policy = self.ejection
+        if policy is None or backend.failures < policy.consecutive_5xx or not backend.live:
+            return
+        now = time.monotonic()
+        if backend.ejected_until > now:
+            return
+        in_rotation = [b for b in self.backends.values() if b.ejected_until <= now]
+        ejected = len(self.backends) - len(in_rotation)
+        limit = max(1, math.floor(len(self.backends) * policy.max_ejection_percent / 100))
+        if len(in_rotation) <= 1 or ejected >= limit:
+            log.debug("router: not ejecting %s (%d already out)", backend.id, ejected)
+            return
+        backend.ejections += 1
+        backend.failures = 0
+        duration = min(policy.base_ejection_s * backend.ejections, policy.max_ejection_s)
+        backend.ejected_until = now + duration
+        log.warning(
+            "router: ejected %s for %.1f s after %d failures in a row",
+            backend.id,
+            duration,
+            policy.consecutive_5xx,
+        )
+        self._emit(
+            "replica_ejected",
+            backend.id,
+            {"failures": policy.consecutive_5xx, "for_s": duration, "ejections": backend.ejections},
+        )
+        asyncio.get_running_loop().call_later(duration, self._returned, backend)
+
+    def _returned(self, backend: _Backend) -> None:
+        if self.backends.get(backend.id) is backend and backend.ejected_until <= time.monotonic():
+            log.info("router: %s is back in the rotation", backend.id)
+            self._emit("replica_returned", backend.id, {"ejections": backend.ejections})
+
+    def _emit(self, kind: EventKind, replica_id: str, details: dict[str, Any]) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(kind, replica_id, details)
+        except Exception:
+            log.exception("router: reporting %s failed", kind)
 
     def close_all(self) -> None:
         for backend in self.backends.values():
@@ -186,6 +272,10 @@ class _RouterCore:
                 if not head.keep_alive():
                     return
         except _IO_ERRORS:
+            return
+        except asyncio.CancelledError:
+            # the router is stopping; ending normally keeps Python 3.11's stream callback
+            # from logging the cancellation as an error
             return
         finally:
             self._clients.discard(writer)
@@ -242,9 +332,11 @@ class _RouterCore:
             try:
                 sent = await self._send(current, request)
                 if sent is None:
+                    self.answered(current, 0)
                     target = self.pick(exclude=current)
                     continue
                 reader, writer, resp = sent
+                self.answered(current, resp.status())
                 try:
                     client.write(resp.raw)
                     reusable = await self._copy_body(reader, resp, head, client)
@@ -307,9 +399,14 @@ class _RouterCore:
 class Router:
     """The proxy on ``host`` (an ephemeral port), running its event loop in its own thread."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        ejection: OutlierEjectionSpec | None = None,
+        on_event: EventSink | None = None,
+    ) -> None:
         self.host = host
-        self._core = _RouterCore(host)
+        self._core = _RouterCore(host, ejection, on_event)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
