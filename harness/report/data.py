@@ -21,7 +21,13 @@ from harness.config import HarnessSpec, SLOSpec
 from harness.errors import ReportError
 from harness.records import COLUMNS, REQUESTS_FILE
 from harness.rundir import EXPERIMENT_FILE, SCORECARD_FILE, TELEMETRY_FILE
-from harness.scoring import effective_latency_ms, effective_ttft_ms, failed_mask, read_requests
+from harness.scoring import (
+    effective_latency_ms,
+    effective_ttft_ms,
+    failed_mask,
+    fault_pairs,
+    read_requests,
+)
 from harness.scoring.rundir import load_run_spec, score_run_dir
 from harness.timeline import TIMELINE_FILE, read_timeline
 
@@ -256,23 +262,16 @@ def with_gaps(xs: list[float], ys: list[float], gap_s: float) -> tuple[list[floa
 
 
 def fault_windows(data: RunData) -> list[tuple[float, float, str]]:
-    """(start, end, label) of every fault in seconds since ``t0``; a fault that never ended
-    lasts until the load ended."""
+    """(start, end, label) of every fault in seconds since ``t0``, paired as the scorecard
+    pairs them; a fault that never ended lasts until the load ended."""
     out: list[tuple[float, float, str]] = []
-    events = sorted(
-        (e for e in data.timeline if isinstance(e.get("time"), int | float)),
-        key=lambda e: float(e["time"]),
-    )
-    open_: dict[str, tuple[float, str]] = {}
-    for e in events:
-        target = str(e.get("target", ""))
-        details = e.get("details") if isinstance(e.get("details"), dict) else {}
-        if e.get("kind") == "fault_start":
-            fault = str((details or {}).get("fault") or "fault")
-            open_[target] = (float(e["time"]) - data.t0, f"{fault} {target}")
-        elif e.get("kind") == "fault_end" and target in open_:
-            start, label = open_.pop(target)
-            out.append((start, float(e["time"]) - data.t0, label))
-    for start, label in open_.values():
-        out.append((start, data.duration_s, label + " (not reverted)"))
+    for start, end in fault_pairs(data.timeline):
+        target = str(start.get("target", ""))
+        details = start.get("details")
+        fault = str((details if isinstance(details, dict) else {}).get("fault") or "fault")
+        label = f"{fault} {target}"
+        if end is None:
+            out.append((float(start["time"]) - data.t0, data.duration_s, label + " (not reverted)"))
+        else:
+            out.append((float(start["time"]) - data.t0, float(end["time"]) - data.t0, label))
     return sorted(out)

@@ -153,7 +153,31 @@ def _scorecard_html(card: dict[str, Any]) -> str:
         f"<tr><th>{escape(k)}</th><td class='num'>{escape(v)}</td></tr>" for k, v in pairs
     )
     figures += "</table>"
-    return f'<div class="grid2"><div>{slo_table}</div><div>{figures}</div></div>'
+    html = f'<div class="grid2"><div>{slo_table}</div><div>{figures}</div></div>'
+    faults = rec.get("per_fault") or []
+    if len(faults) > 1:  # a cascade: each fault's own figures
+        rows = []
+        for i, f in enumerate(faults, 1):
+            back = "not recovered"
+            if f.get("recovered"):
+                back = _num(f.get("time_to_recover_s"), "s")
+            cells = [
+                str(i),
+                str(f.get("target") or "-"),
+                _num(f.get("start_s"), "s"),
+                _num(f.get("end_s"), "s"),
+                _num(f.get("time_to_detect_s"), "s"),
+                back,
+                _num(f.get("requests_lost")),
+            ]
+            rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+        html += (
+            '<table class="faults"><tr><th>fault</th><th>target</th><th>start</th><th>end</th>'
+            "<th>time to detect</th><th>time to recover</th><th>requests lost</th></tr>"
+            + "".join(rows)
+            + "</table>"
+        )
+    return html
 
 
 def _plots(data: RunData) -> list[Chart]:

@@ -69,6 +69,22 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
             f"| capacity return | {_v(rec.get('capacity_return_s'), 's')} |",
             f"| requests lost | {_v(rec.get('requests_lost'))} |",
         ]
+        faults = rec.get("per_fault") or []
+        if len(faults) > 1:
+            lines += [
+                "",
+                "| fault | target | start | end | detect | recover | requests lost |",
+                "|---:|---|---:|---:|---:|---:|---:|",
+            ]
+            for i, f in enumerate(faults, 1):
+                back = (
+                    _v(f.get("time_to_recover_s"), "s") if f.get("recovered") else "not recovered"
+                )
+                lines.append(
+                    f"| {i} | {_cell(str(f.get('target') or '-'))} | {_v(f.get('start_s'), 's')} "
+                    f"| {_v(f.get('end_s'), 's')} | {_v(f.get('time_to_detect_s'), 's')} "
+                    f"| {back} | {_v(f.get('requests_lost'))} |"
+                )
     else:
         lines.append("| fault | none |")
     run = scorecard.get("run") or {}

@@ -7,7 +7,9 @@ See :mod:`harness.scoring.slis`, :mod:`harness.scoring.recovery` and
 from harness.scoring.recovery import analyze_recovery, holding_seconds
 from harness.scoring.scorecard import (
     build_scorecard,
+    fault_pairs,
     fault_window,
+    fault_windows,
     run_window,
     scorecard_table,
     write_per_second,
@@ -31,7 +33,9 @@ __all__ = [
     "effective_latency_ms",
     "effective_ttft_ms",
     "failed_mask",
+    "fault_pairs",
     "fault_window",
+    "fault_windows",
     "holding_seconds",
     "overall",
     "per_second",

@@ -6,7 +6,10 @@ Definitions:
   **Load end**: the first ``load_end`` event after ``t0``, else the last request end.
   Load duration = load end - ``t0``.
 - **Fault window**: the first ``fault_start`` event and the first ``fault_end`` with the same
-  target at or after it (null when the fault never ended).
+  target at or after it (null when the fault never ended). The recovery figures, the phases
+  and the score are those of this first fault; ``recovery.per_fault`` gives every fault's
+  own (each paired with the first unclaimed ``fault_end`` of its target), analysed as if it
+  were the only one: in a cascade their impact windows may overlap.
 - **SLOs**, one entry per set objective, in the order of :data:`SLO_ORDER`: latency, TTFT
   and TPOT percentiles (effective values, ``<=``), ``error_rate`` (``<=``), ``availability``
   (``>=``), ``throughput_rps`` and ``goodput_rps`` (per second of the window, ``>=``), each
@@ -110,22 +113,77 @@ def run_window(
     return t0, max(t0, load_end)
 
 
+def fault_pairs(
+    timeline: Sequence[Mapping[str, Any]],
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]:
+    """Every ``fault_start`` event, in time order, with its ``fault_end``: the first of the
+    same target at or after it that no earlier fault took (``None`` when it never ended)."""
+    ends = _events(timeline, "fault_end")
+    taken: set[int] = set()
+    out: list[tuple[Mapping[str, Any], Mapping[str, Any] | None]] = []
+    for start in _events(timeline, "fault_start"):
+        target = str(start.get("target", ""))
+        match: Mapping[str, Any] | None = None
+        for i, end in enumerate(ends):
+            if (
+                i not in taken
+                and str(end.get("target", "")) == target
+                and float(end["time"]) >= float(start["time"])
+            ):
+                taken.add(i)
+                match = end
+                break
+        out.append((start, match))
+    return out
+
+
+def fault_windows(
+    timeline: Sequence[Mapping[str, Any]],
+) -> list[tuple[float, float | None, str]]:
+    """``(fault_start, fault_end, target)`` of every fault (see :func:`fault_pairs`)."""
+    return [
+        (
+            float(start["time"]),
+            None if end is None else float(end["time"]),
+            str(start.get("target", "")),
+        )
+        for start, end in fault_pairs(timeline)
+    ]
+
+
 def fault_window(
     timeline: Sequence[Mapping[str, Any]],
 ) -> tuple[float | None, float | None, str | None]:
     """``(fault_start, fault_end, target)`` of the first fault; all None without one."""
-    starts = _events(timeline, "fault_start")
-    if not starts:
+    windows = fault_windows(timeline)
+    if not windows:
         return None, None, None
-    first = starts[0]
-    start = float(first["time"])
-    target = str(first.get("target", ""))
-    ends = [
-        e
-        for e in _events(timeline, "fault_end")
-        if str(e.get("target", "")) == target and float(e["time"]) >= start
-    ]
-    return start, (float(ends[0]["time"]) if ends else None), target
+    return windows[0]
+
+
+#: The figures of each fault kept in ``recovery.per_fault``.
+PER_FAULT_KEYS = (
+    "time_to_detect_s",
+    "recovered",
+    "time_to_recover_s",
+    "capacity_return_s",
+    "requests_lost",
+    "worst_error_rate",
+    "worst_p99_ms",
+)
+
+
+def _fault_figures(
+    rec: Mapping[str, Any], t0: float, start: float, end: float | None, target: str
+) -> dict[str, Any]:
+    """One entry of ``recovery.per_fault``: where the fault was and how the service took it."""
+    entry: dict[str, Any] = {
+        "target": target,
+        "start_s": start - t0,
+        "end_s": None if end is None else end - t0,
+    }
+    entry.update({k: rec.get(k) for k in PER_FAULT_KEYS})
+    return entry
 
 
 def _clean(value: Any) -> Any:
@@ -281,7 +339,9 @@ def build_scorecard(
     ``window``, ``passed`` and maybe ``worst_window_start_s`` and ``note``), ``phases`` (the
     analytic phases with figures, and ``load`` phases), ``recovery``
     (:func:`analyze_recovery` plus ``fault_start``, ``fault_end`` as seconds from ``t0``,
-    ``fault_target`` and ``faults``, the number of ``fault_start`` events), ``autoscaler``,
+    ``fault_target``, ``faults``, the number of ``fault_start`` events, and ``per_fault``, a
+    list of ``target``, ``start_s``, ``end_s`` and :data:`PER_FAULT_KEYS` per fault),
+    ``autoscaler``,
     ``error_budget``, ``goodput`` (thresholds and figures), ``gpu`` (from ``telemetry``),
     ``score``, ``verdict``, ``exit_code``, and ``abort_reason`` when aborted.
     """
@@ -291,24 +351,29 @@ def build_scorecard(
     run: dict[str, Any] = {"t0": t0, "load_end": load_end}
     run.update(figures(arrays, None, duration))
 
+    windows = fault_windows(timeline)
     start, end, target = fault_window(timeline)
     if start is None:
         recovery: dict[str, Any] = {"fault": False}
     else:
-        table = per_second(requests, t0, timeout_ms, until=load_end)
-        recovery = analyze_recovery(
-            _within_shape(table, timeline),
-            t0,
-            start,
-            end,
-            slos,
-            _events(timeline, "replica_ready"),
-            requests=requests,
-        )
+        table = _within_shape(per_second(requests, t0, timeout_ms, until=load_end), timeline)
+        ready = _events(timeline, "replica_ready")
+        per_fault = [
+            _fault_figures(
+                analyze_recovery(table, t0, begin, finish, slos, ready, requests=requests),
+                t0,
+                begin,
+                finish,
+                who,
+            )
+            for begin, finish, who in windows
+        ]
+        recovery = analyze_recovery(table, t0, start, end, slos, ready, requests=requests)
         recovery["fault_start"] = start - t0
         recovery["fault_end"] = None if end is None else end - t0
         recovery["fault_target"] = target
-        recovery["faults"] = len(_events(timeline, "fault_start"))
+        recovery["faults"] = len(windows)
+        recovery["per_fault"] = per_fault
 
     phases = phase_windows(t0, load_end, start, end, recovery)
     loads = load_phases(timeline, load_end)
@@ -390,7 +455,21 @@ def _recovery_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
     if rec.get("worst_throughput_ratio") is not None:
         worst.append(f"throughput x{rec['worst_throughput_ratio']:.2f}")
     pairs.append(("worst second", ", ".join(worst)))
+    faults = rec.get("per_fault") or []
+    if len(faults) > 1:
+        for i, f in enumerate(faults, 1):
+            pairs.append((f"fault {i}", fault_line(f)))
     return pairs
+
+
+def fault_line(f: Mapping[str, Any]) -> str:
+    """One fault of ``recovery.per_fault`` in a line."""
+    recover = _fmt(f.get("time_to_recover_s"), "s") if f.get("recovered") else "not recovered"
+    return (
+        f"{f.get('target') or '-'} {_fmt(f.get('start_s'), 's')}-{_fmt(f.get('end_s'), 's')}: "
+        f"detect {_fmt(f.get('time_to_detect_s'), 's')}, recover {recover}, "
+        f"lost {_fmt(f.get('requests_lost'))}"
+    )
 
 
 def _analytics_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:

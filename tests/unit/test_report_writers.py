@@ -33,6 +33,7 @@ def make_run(
     aborted: bool = False,
     fault_end: bool = True,
     slow_after: float | None = None,
+    second_fault: bool = False,
 ) -> Path:
     """A run folder: 60 s of load at 10 req/s; a fault on node-a from 20 s to 30 s during
     which node-a's requests (every other one) fail in seconds 20 and 21; telemetry every
@@ -75,6 +76,16 @@ def make_run(
     ]
     if fault_end:
         events.append({"time": T0 + 30, "kind": "fault_end", "target": "node-a", "details": {}})
+    if second_fault:  # a cascade: node-b's memory taken from 40 s to 45 s
+        events.append(
+            {
+                "time": T0 + 40,
+                "kind": "fault_start",
+                "target": "node-b",
+                "details": {"fault": "exhaust_gpu_memory"},
+            }
+        )
+        events.append({"time": T0 + 45, "kind": "fault_end", "target": "node-b", "details": {}})
     if aborted:
         events.append(
             {
@@ -307,3 +318,15 @@ def test_write_reports_refuses_a_non_run_folder(tmp_path: Path) -> None:
 
     with pytest.raises(ReportError, match="not a run folder"):
         write_reports(tmp_path)
+
+
+def test_a_cascade_gets_a_table_of_its_faults(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "cascade", second_fault=True)
+    write_reports(run)
+    card = json.loads((run / "scorecard.json").read_text())
+    assert [f["target"] for f in card["recovery"]["per_fault"]] == ["node-a", "node-b"]
+    summary = (run / "summary.md").read_text()
+    assert "| 1 | node-a | 20.0 s | 30.0 s |" in summary
+    assert "| 2 | node-b | 40.0 s | 45.0 s |" in summary
+    html = render_report(load_run(run))
+    assert '<table class="faults">' in html and "exhaust_gpu_memory node-b" in html

@@ -19,6 +19,7 @@ from harness.scoring import (
     PER_SECOND_COLUMNS,
     analyze_recovery,
     build_scorecard,
+    fault_windows,
     holding_seconds,
     overall,
     per_second,
@@ -474,3 +475,46 @@ def test_a_service_dead_until_the_end_is_not_recovered_by_trailing_silence() -> 
                 ("load_end", 46.0, ""))  # fmt: skip
     rec = score(df, tl)["recovery"]
     assert rec["recovered"] is False and rec["time_to_recover_s"] is None
+
+
+def test_fault_windows_pair_each_start_with_its_own_end() -> None:
+    tl = run_timeline(
+        ("fault_start", 10.0, "node-a"),
+        ("fault_start", 12.0, "node-b"),
+        ("fault_end", 15.0, "node-a"),
+        ("fault_start", 20.0, "node-a"),
+        ("fault_end", 30.0, "node-a"),
+    )
+    assert [(s - T0, None if e is None else e - T0, t) for s, e, t in fault_windows(tl)] == [
+        (10.0, 15.0, "node-a"),
+        (12.0, None, "node-b"),  # never ended
+        (20.0, 30.0, "node-a"),  # not the node-a end the first fault took
+    ]
+    assert fault_windows(run_timeline()) == []
+
+
+def test_a_cascade_has_each_faults_own_figures() -> None:
+    """Two outages: the headline figures are the first fault's; per_fault has both."""
+    df = traffic(90.0, outage=(20.0, 25.0), by="start")
+    second = traffic(90.0, outage=(50.0, 60.0), by="start")
+    hit = second["status"] != 200
+    df.loc[hit, second.columns] = second.loc[hit]
+    tl = run_timeline(
+        ("fault_start", 20.0, "node-a"),
+        ("fault_end", 25.0, "node-a"),
+        ("fault_start", 50.0, "node-b"),
+        ("fault_end", 60.0, "node-b"),
+        end=90.0,
+    )
+    card = score(df, tl)
+    rec = card["recovery"]
+    assert rec["faults"] == 2 and rec["fault_target"] == "node-a"
+    first, then = rec["per_fault"]
+    assert (first["target"], first["start_s"], first["end_s"]) == ("node-a", 20.0, 25.0)
+    assert (then["target"], then["start_s"], then["end_s"]) == ("node-b", 50.0, 60.0)
+    assert first["requests_lost"] == rec["requests_lost"] == 100  # 5 s at 20 requests/s
+    assert then["requests_lost"] == 200  # 10 s
+    assert first["time_to_recover_s"] == rec["time_to_recover_s"]
+    assert then["recovered"] and then["time_to_recover_s"] == pytest.approx(10.0, abs=1.0)
+    text = scorecard_table(card)
+    assert "fault 2" in text and "node-b 50.0 s-60.0 s" in text
