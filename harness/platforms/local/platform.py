@@ -141,10 +141,13 @@ class LocalPlatform:
         those that find none wait for the node to come back.
         """
         self._check_node(node)
-        taken = self._supervisor.take_node_down(node)
+
+        def kill(procs: list[subprocess.Popen[bytes]]) -> None:
+            for proc in procs:
+                signal_process(proc, signal.SIGKILL)
+
+        taken = self._supervisor.take_node_down(node, kill)
         procs = [proc for _, proc in taken]
-        for proc in procs:
-            signal_process(proc, signal.SIGKILL)
         pids = [proc.pid for proc in procs]
         self.timeline.emit("node_down", node, {"pids": pids})
         kill_all(procs)  # already signalled; this reaps

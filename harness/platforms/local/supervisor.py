@@ -181,9 +181,18 @@ class Supervisor:
 
     # -- node and replica control (called from the caller's thread) ----------------------
 
-    def take_node_down(self, node: str) -> list[tuple[Replica, subprocess.Popen[bytes]]]:
-        """Mark ``node`` down and detach its processes (the caller kills them, then calls
-        :meth:`reschedule`)."""
+    def take_node_down(
+        self,
+        node: str,
+        kill: Callable[[list[subprocess.Popen[bytes]]], None] | None = None,
+    ) -> list[tuple[Replica, subprocess.Popen[bytes]]]:
+        """Mark ``node`` down and detach its processes; the caller reaps them, then calls
+        :meth:`reschedule`.
+
+        ``kill`` is called with the processes before the router learns that the node is
+        gone, as when a real node dies: requests in flight on it are cut, and a request
+        routed there meanwhile meets a refused connection (which the router retries
+        elsewhere), rather than the router quietly draining the node first."""
         with self.lock:
             if not self.node_up[node]:
                 return []
@@ -196,6 +205,8 @@ class Supervisor:
                     taken.append((r, r.proc))
                 r.proc, r.port, r.next_start_at, r.ready_since = None, None, None, None
                 r.state = "down"
+            if kill is not None:
+                kill([proc for _, proc in taken])
             self._publish_locked()
         return taken
 
