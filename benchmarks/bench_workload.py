@@ -391,6 +391,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch  # after parsing, so --help is quick
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(
+            "bench-workload: error: --device cuda: torch sees no CUDA device here", file=sys.stderr
+        )
+        return 2
     cuda = torch.cuda.is_available() if args.device == "auto" else args.device == "cuda"
     device = "cuda" if cuda else "cpu"
     gpu = torch.cuda.get_device_name(0) if cuda else None
