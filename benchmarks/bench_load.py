@@ -35,6 +35,7 @@ import contextlib
 import csv
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -97,16 +98,45 @@ def _stream() -> bytes:
     return head + chunks
 
 
+#: The v2 model of the trivial endpoint: one small image-like FP32 input.
+V2_MODEL = "classifier"
+V2_INPUTS = [{"name": "input", "datatype": "FP32", "shape": [-1, 3, 16, 16]}]
+
+
+def _json_response(doc: object) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-replica-id: bench\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _v2_metadata() -> bytes:
+    outputs = [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}]
+    doc = {"name": V2_MODEL, "platform": "bench", "inputs": V2_INPUTS, "outputs": outputs}
+    return _json_response(doc)
+
+
+def _v2_answer() -> bytes:
+    output = {"name": "output", "datatype": "FP32", "shape": [1, 10], "data": [0.1] * 10}
+    return _json_response({"model_name": V2_MODEL, "outputs": [output]})
+
+
 class TrivialEndpoint(asyncio.Protocol):
     """HTTP/1.1 keep-alive: fixed answers, counted per client.
 
-    A request whose target carries ``?client=plain`` counts for the plain user, any other for
-    the recording one; ``GET /count`` answers ``<plain> <recording>``.
+    ``POST /v1/completions`` (a stream when the body asks for one), ``GET /v2/models/...``
+    (metadata, not counted) and ``POST /v2/models/.../infer``. A request whose target
+    carries ``?client=plain`` counts for the plain user, any other for the recording one;
+    ``GET /count`` answers ``<plain> <recording>``.
     """
 
     answered = {"plain": 0, "recording": 0}
     completion = _completion()
     stream = _stream()
+    v2_metadata = _v2_metadata()
+    v2_answer = _v2_answer()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -137,8 +167,14 @@ class TrivialEndpoint(asyncio.Protocol):
                     b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(text), text)
                 )
                 continue
+            if first_line.startswith(b"get /v2/models/"):
+                self.transport.write(self.v2_metadata)
+                continue
             client = "plain" if b"client=plain" in first_line else "recording"
             TrivialEndpoint.answered[client] += 1
+            if b"/v2/models/" in first_line:
+                self.transport.write(self.v2_answer)
+                continue
             streaming = b'"stream": true' in body or b'"stream":true' in body
             self.transport.write(self.stream if streaming else self.completion)
 
@@ -222,10 +258,26 @@ def _locust_count(csv_prefix: Path) -> int:
     raise RuntimeError(f"no Aggregated row in {csv_prefix}_stats.csv")
 
 
+#: The recording users compared, each against a plain user sending the same kind of request.
+KINDS = ("openai", "openai-stream", "kserve-v2")
+
+
+def _plain_request(kind: str) -> tuple[str, str]:
+    """(path, body) of the plain user's request for ``kind``."""
+    if kind == "kserve-v2":
+        from harness.load.sampling import v2_payload
+
+        payload = v2_payload(V2_INPUTS, random.Random("bench"))
+        return f"/v2/models/{V2_MODEL}/infer?client=plain", json.dumps(payload)
+    body: dict[str, object] = {"model": "gpuchaos", "prompt": "token " * PROMPT_WORDS}
+    body |= {"max_tokens": MAX_TOKENS, "stream": kind == "openai-stream"}
+    return "/v1/completions?client=plain", json.dumps(body)
+
+
 def start(
     user: str,
     port: int,
-    stream: bool,
+    kind: str,
     users: int,
     work: Path,
     cpu: int | None,
@@ -240,26 +292,28 @@ def start(
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     if user == "recording":
         shape = StepShape(kind="step", duration_s=total, start=users, increment=0, step_s=total)
-        spec = LoadSpec(
-            user="openai-stream" if stream else "openai",
-            shape=shape,
-            max_tokens=MAX_TOKENS,
-            prompt_words=PROMPT_WORDS,
+        spec = LoadSpec.model_validate(
+            {
+                "user": kind,
+                "shape": shape,
+                "max_tokens": MAX_TOKENS,
+                "prompt_words": PROMPT_WORDS,
+                "model": V2_MODEL if kind == "kserve-v2" else None,
+            }
         )
         config = folder / "load.json"
         write_load_config(config, spec, folder / "requests.csv", time.time() + 1.0)
         env[CONFIG_ENV] = str(config)
         locustfile = Path(os.environ.get("BENCH_RECORDING_LOCUSTFILE") or LOCUSTFILE)
     else:
-        body: dict[str, object] = {"model": "gpuchaos", "prompt": "token " * PROMPT_WORDS}
-        body |= {"max_tokens": MAX_TOKENS, "stream": stream}
-        env |= {"BENCH_BODY": json.dumps(body), "BENCH_USERS": str(users)}
-        env |= {"BENCH_DURATION_S": str(total), "BENCH_PATH": "/v1/completions?client=plain"}
+        path, body = _plain_request(kind)
+        env |= {"BENCH_BODY": body, "BENCH_USERS": str(users)}
+        env |= {"BENCH_DURATION_S": str(total), "BENCH_PATH": path}
         locustfile = PLAIN_LOCUSTFILE
     cmd = [sys.executable]
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
-        out = profile / f"{user}-{'stream' if stream else 'whole'}-{time.time():.0f}.prof"
+        out = profile / f"{user}-{kind}-{time.time():.0f}.prof"
         cmd += ["-m", "cProfile", "-o", str(out)]
     cmd += ["-m", "locust", "-f", str(locustfile), "--headless", "--host"]
     cmd += [f"http://127.0.0.1:{port}", "--csv", str(folder / "locust"), "--only-summary"]
@@ -302,7 +356,7 @@ def check(client: Client) -> None:
 
 def measure_round(
     port: int,
-    stream: bool,
+    kind: str,
     users: int,
     seconds: float,
     work: Path,
@@ -311,7 +365,7 @@ def measure_round(
 ) -> tuple[Client, Client]:
     """Both users at once on the same CPU, counted by the server over ``seconds``."""
     clients = [
-        start(user, port, stream, users, work, cpu, profile) for user in ("plain", "recording")
+        start(user, port, kind, users, work, cpu, profile) for user in ("plain", "recording")
     ]
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -343,7 +397,7 @@ def measure_round(
 
 def compare(
     port: int,
-    stream: bool,
+    kind: str,
     users: int,
     seconds: float,
     repeat: int,
@@ -352,7 +406,7 @@ def compare(
     profile: Path | None,
 ) -> tuple[float, list[str]]:
     """Rounds of both users side by side; the overall ratio and the problems found."""
-    label = "streaming (openai-stream)" if stream else "non-streaming (openai)"
+    label = kind
     print(f"\n{label}: {users} users each, {seconds:g} s per round, {repeat} round(s)")
     print(
         f"  {'round':>5}  {'req/s: plain':>12}  {'recording':>9}  {'ratio':>5}  "
@@ -361,7 +415,7 @@ def compare(
     problems: list[str] = []
     plain_cpu = recording_cpu = plain_sum = recording_sum = 0.0
     for i in range(1, repeat + 1):
-        plain, recording = measure_round(port, stream, users, seconds, work, cpu, profile)
+        plain, recording = measure_round(port, kind, users, seconds, work, cpu, profile)
         plain_sum += plain.rps
         recording_sum += recording.rps
         plain_cpu += 1 / plain.per_cpu_s
@@ -426,15 +480,15 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
             work = Path(tmp)
             results = [
-                compare(port, stream, args.users, seconds, repeat, work, locust_cpu, args.profile)
-                for stream in (False, True)
+                compare(port, kind, args.users, seconds, repeat, work, locust_cpu, args.profile)
+                for kind in KINDS
             ]
     finally:
         server.terminate()
         server.wait(timeout=10)
     print()
     met = True
-    for (ratio, _problems), label in zip(results, ("openai", "openai-stream"), strict=True):
+    for (ratio, _problems), label in zip(results, KINDS, strict=True):
         met = met and ratio >= GOAL
         verdict = "met" if ratio >= GOAL else "NOT met"
         print(f"goal: {label} / plain requests per CPU-second >= {GOAL}: {ratio:.3f}, {verdict}")

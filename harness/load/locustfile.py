@@ -317,33 +317,30 @@ class RecordingUser(FastHttpUser):
                 m.error = "bad response: no choices"
 
     def _read_events(self, m: Measurement, stream: Any) -> None:
-        """Read the SSE stream an event at a time, as each arrives.
+        """Read the SSE stream: event by event until the first token, then the rest at once.
 
-        The first line tells how the server ends its lines (``\\n`` or ``\\r\\n``); after
-        it, each read returns one whole event up to its blank line (half the reads of one
-        per line). A body that ends without a blank line is read to its end and looked at
-        too, so nothing the server sent goes uncounted.
+        Until the first token, each read returns as soon as a line, then a whole event, has
+        arrived (the first line tells whether the server ends lines with ``\\n`` or
+        ``\\r\\n``), so TTFT is when the first token reached the client. After it only the
+        number of tokens and the end of the stream count, so the rest is read in one go: a
+        read per event had cost the streaming user more than all its other bookkeeping. A
+        body that ends without ``[DONE]``, or breaks, keeps what came: its tokens count and
+        the record fails with ``stream ended early``.
         """
         sep = b"\n"
-        while True:
-            try:
-                block: bytes = stream.readline(sep)
-            except (HTTPParseError, ConnectionResetError, BrokenPipeError) as exc:
-                # the connection closed or broke before [DONE] (a timeout propagates)
-                log.debug("stream cut: %s", describe(exc))
-                block = b""
+        while m.ttft_ms is None:
+            block = _read_stream(stream, sep)
             if not block:
-                with contextlib.suppress(OSError, HTTPParseError):
-                    block = stream.read()  # whatever came after the last separator
-                m.received += len(block)
-                if not (block and self._events(m, block)):
-                    m.error = m.error or "stream ended early"
-                return
+                break
             m.received += len(block)
             if sep == b"\n":
                 sep = b"\r\n\r\n" if block.endswith(b"\r\n") else b"\n\n"
             if self._events(m, block):
                 return
+        rest = _read_stream(stream, None)
+        m.received += len(rest)
+        if not (rest and self._events(m, rest)):
+            m.error = m.error or "stream ended early"
 
     def _events(self, m: Measurement, block: bytes) -> bool:
         """Count the tokens in the lines of ``block``; True once the stream is over (done or
@@ -399,6 +396,19 @@ class RecordingUser(FastHttpUser):
             )
         except Exception:
             log.exception("reporting a request to Locust failed")
+
+
+def _read_stream(stream: Any, sep: bytes | None) -> bytes:
+    """The next line or event up to ``sep``, or (``None``) the rest of the body; ``b""`` at
+    its end. When the connection closes or breaks first, what had arrived (a timeout
+    propagates)."""
+    try:
+        return bytes(stream.readline(sep) if sep is not None else stream.read())
+    except (HTTPParseError, ConnectionResetError, BrokenPipeError) as exc:
+        log.debug("stream cut: %s", describe(exc))
+    with contextlib.suppress(OSError, HTTPParseError):
+        return bytes(stream.read())  # the response was released: what it had buffered
+    return b""
 
 
 _V2_CACHE: dict[str, list[str]] = {}

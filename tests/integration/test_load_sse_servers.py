@@ -7,7 +7,9 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,7 +61,13 @@ VARIANTS: dict[str, tuple[list[str], int, str]] = {
         1,
         "stream error: boom",
     ),
+    # the connection breaks after two tokens, mid-body (a replica killed while streaming)
+    "killed": ([f"data: {_completion(t)}\n\n" for t in TOKENS[:2]], 2, "stream ended early"),
+    # the first token at once, the rest 0.3 s later: TTFT is the first token's time
+    "slow-rest": ([f"data: {_completion(t)}\n\n" for t in TOKENS] + ["data: [DONE]\n\n"], 3, ""),
 }
+#: Seconds to wait after the first event, per variant.
+PAUSE_AFTER_FIRST = {"slow-rest": 0.3}
 
 
 class SSEHandler(BaseHTTPRequestHandler):
@@ -79,10 +87,16 @@ class SSEHandler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("x-replica-id", variant)
         self.end_headers()
-        for event in VARIANTS[variant][0]:
+        for i, event in enumerate(VARIANTS[variant][0]):
             data = event.encode()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
+            if i == 0 and variant in PAUSE_AFTER_FIRST:
+                time.sleep(PAUSE_AFTER_FIRST[variant])
+        if variant == "killed":  # no last chunk: the connection just ends
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, *_args: object) -> None:
@@ -120,3 +134,5 @@ def test_streaming_user_reads_every_kind_of_stream(sse_server: str, tmp_path: Pa
         _events, tokens, error = VARIANTS[row["replica"]]
         assert (row["status"], row["output_tokens"], row["error"]) == ("200", str(tokens), error)
         assert row["ttft_ms"] != "" and float(row["ttft_ms"]) <= float(row["latency_ms"])
+        if row["replica"] == "slow-rest":
+            assert float(row["latency_ms"]) - float(row["ttft_ms"]) >= 250
