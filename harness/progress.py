@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.platforms.base import ReplicaInfo
+from harness.records import LineTail
 
 log = logging.getLogger(__name__)
 
@@ -72,39 +73,31 @@ class WindowStats:
 
 
 class RequestTail:
-    """Reads ``requests.csv`` incrementally: each :meth:`poll` parses only the bytes added
-    since the last one (a partly written last line waits for the next poll)."""
+    """Reads ``requests.csv`` incrementally: each :meth:`poll` parses only the lines added
+    since the last one (a partly written last line waits for the next poll; a file replaced
+    by the merge of workers' records is counted again from its start)."""
 
     def __init__(self, path: Path, window_s: float = 10.0) -> None:
         self.path = path
         self.window_s = window_s
-        self._offset = 0
-        self._partial = b""
-        self._columns: list[str] | None = None
+        self._tail = LineTail(path)
         self._window: collections.deque[tuple[float, float, bool]] = collections.deque()
         self.total = 0
         self.failed = 0
 
     def poll(self) -> int:
         """Read what was appended; returns the number of new records."""
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self._offset)
-                chunk = fh.read()
-        except FileNotFoundError:
+        lines, restarted = self._tail.read()
+        if restarted:
+            self._window.clear()
+            self.total = self.failed = 0
+        header = self._tail.header
+        if not lines or header is None:
             return 0
-        if not chunk:
-            return 0
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
+        columns = next(csv.reader([header.decode("utf-8", "replace")]))
         new = 0
-        for row in csv.reader(line.decode("utf-8", "replace") for line in lines if line):
-            if self._columns is None:
-                self._columns = row
-                continue
-            rec = dict(zip(self._columns, row, strict=False))
+        for row in csv.reader(line.decode("utf-8", "replace") for line in lines):
+            rec = dict(zip(columns, row, strict=False))
             try:
                 end = float(rec["end"])
                 latency = float(rec["latency_ms"])

@@ -72,6 +72,55 @@ class RecordWriter:
         os.close(self._fd)
 
 
+class LineTail:
+    """The complete lines appended to a file (``requests.csv``) since the last :meth:`read`.
+
+    A last line without its newline waits for the next read. The first line is the header,
+    kept in :attr:`header` and not returned. A file that is replaced (another inode: the
+    merge of distributed workers' records) or shrinks is read again from its start, and
+    that read says so (``restarted``), so a reader can drop what it had counted.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self.header: bytes | None = None
+        self._inode: int | None = None
+        self._offset = 0
+        self._partial = b""
+
+    def read(self) -> tuple[list[bytes], bool]:
+        """(new complete lines without their line ends, whether the file was read anew)."""
+        restarted = False
+        try:
+            with open(self.path, "rb") as fh:
+                stat = os.fstat(fh.fileno())
+                if stat.st_ino != self._inode or stat.st_size < self._offset:
+                    restarted = self._inode is not None
+                    self._inode, self._offset, self._partial, self.header = (
+                        stat.st_ino,
+                        0,
+                        b"",
+                        None,
+                    )
+                fh.seek(self._offset)
+                chunk = fh.read(stat.st_size - self._offset)
+        except FileNotFoundError:
+            return [], False
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        out = []
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if not line:
+                continue
+            if self.header is None:
+                self.header = line
+                continue
+            out.append(line)
+        return out, restarted
+
+
 _NEEDS_QUOTES = re.compile(r'[",\r\n]')
 
 

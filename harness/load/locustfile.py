@@ -222,7 +222,7 @@ class RecordingUser(FastHttpUser):
         self._url = self._base + self._name
         # The inference requests go to the user's HTTP client for the host directly, not
         # through the user agent: no cookies, redirects, retries or status checks to do
-        # (every status is recorded), and about a tenth less client time per request.
+        # (every status is recorded), and about a quarter less client time per request.
         url = URL(self._url)
         self._http = agent.clientpool.get_client(url)
         self._uri = getattr(url, "quoted_uri", url.request_uri)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.records import COLUMNS
+from harness.records import COLUMNS, LineTail
 from harness.scoring.slis import parse_requests
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,7 @@ class RecentRequests:
         self._reset()
 
     def _reset(self) -> None:
-        self._inode: int | None = None
-        self._offset = 0
-        self._partial = b""
-        self._header: bytes | None = None
+        self._tail = LineTail(self.path)
         self._lines: collections.deque[tuple[float, bytes]] = collections.deque()
 
     @property
@@ -64,43 +61,25 @@ class RecentRequests:
             cutoff = now - self.keep_s
             while self._lines and self._lines[0][0] < cutoff:
                 self._lines.popleft()
-            header = self._header or b""
-            text = header + b"".join(line for end, line in self._lines if end >= now - window_s)
-        if not header:
+            header = self._tail.header
+            rows = [line for end, line in self._lines if end >= now - window_s]
+        if header is None:
             return parse_requests(io.BytesIO(_HEADER), self.path)
-        return parse_requests(io.BytesIO(text), self.path)
+        return parse_requests(io.BytesIO(b"\n".join([header, *rows, b""])), self.path)
 
     def _read(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                stat = os.fstat(fh.fileno())
-                if stat.st_ino != self._inode or stat.st_size < self._offset:
-                    if self._inode is not None:
-                        log.debug("%s was replaced: reading it again", self.path)
-                    self._reset()
-                    self._inode = stat.st_ino
-                fh.seek(self._offset)
-                chunk = fh.read(stat.st_size - self._offset)
-        except FileNotFoundError:
-            return
-        if not chunk:
-            return
-        self._offset += len(chunk)
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
+        lines, restarted = self._tail.read()
+        if restarted:
+            log.debug("%s was replaced: reading it again", self.path)
+            self._lines.clear()
         for line in lines:
-            if not line.strip():
-                continue
-            if self._header is None:
-                self._header = line + b"\n"
-                continue
             try:
                 end = float(line.split(b",", 2)[1])
             except (IndexError, ValueError):
                 # read_requests drops a row without an end time too
                 log.debug("%s: skipping a row without an end time: %r", self.path, line)
                 continue
-            self._lines.append((end, line + b"\n"))
+            self._lines.append((end, line))
 
 
 #: The header of an empty window, before the file has one.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.records import RecordWriter
+from harness.records import LineTail, RecordWriter
 from harness.scoring.recent import RecentRequests
 from harness.scoring.slis import read_requests
 
@@ -109,3 +109,21 @@ def test_rows_without_an_end_are_skipped_like_read_requests(
     got = RecentRequests(path).window(T0 + 0.2, window_s).reset_index(drop=True)
     pd.testing.assert_frame_equal(got, _expected(path, T0 + 0.2, window_s))
     assert len(got) == 1
+
+
+def test_line_tail_gives_whole_new_lines_and_starts_again_on_a_new_file(tmp_path: Path) -> None:
+    path = tmp_path / "requests.csv"
+    tail = LineTail(path)
+    assert tail.read() == ([], False) and tail.header is None  # no file yet
+    path.write_bytes(b"a,b\r\n1,2\r\n3,")
+    assert tail.read() == ([b"1,2"], False) and tail.header == b"a,b"
+    with open(path, "ab") as fh:
+        fh.write(b"4\r\n5,6\r\n")
+    assert tail.read() == ([b"3,4", b"5,6"], False)
+    assert tail.read() == ([], False)
+    other = tmp_path / "merged.csv"
+    other.write_bytes(b"a,b\n9,9\n")
+    os.replace(other, path)
+    assert tail.read() == ([b"9,9"], True)  # replaced: from its start, and said so
+    path.write_bytes(b"a,b\n")  # truncated in place
+    assert tail.read() == ([], True)

@@ -228,7 +228,9 @@ class _RouterCore:
         asyncio.get_running_loop().call_later(duration, self._returned, backend)
 
     def _returned(self, backend: _Backend) -> None:
-        if self.backends.get(backend.id) is backend and backend.ejected_until <= time.monotonic():
+        # (asyncio may run a timer up to its clock resolution early: allow a millisecond)
+        back = backend.ejected_until <= time.monotonic() + 0.001
+        if self.backends.get(backend.id) is backend and back:
             log.info("router: %s is back in the rotation", backend.id)
             self._emit("replica_returned", backend.id, {"ejections": backend.ejections})
 
