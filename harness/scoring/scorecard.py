@@ -352,23 +352,21 @@ def build_scorecard(
     run.update(figures(arrays, None, duration))
 
     windows = fault_windows(timeline)
-    start, end, target = fault_window(timeline)
+    start, end, target = windows[0] if windows else (None, None, None)
     if start is None:
         recovery: dict[str, Any] = {"fault": False}
     else:
         table = _within_shape(per_second(requests, t0, timeout_ms, until=load_end), timeline)
         ready = _events(timeline, "replica_ready")
-        per_fault = [
-            _fault_figures(
-                analyze_recovery(table, t0, begin, finish, slos, ready, requests=requests),
-                t0,
-                begin,
-                finish,
-                who,
-            )
-            for begin, finish, who in windows
+        analyses = [
+            analyze_recovery(table, t0, begin, finish, slos, ready, requests=requests)
+            for begin, finish, _who in windows
         ]
-        recovery = analyze_recovery(table, t0, start, end, slos, ready, requests=requests)
+        per_fault = [
+            _fault_figures(rec, t0, begin, finish, who)
+            for rec, (begin, finish, who) in zip(analyses, windows, strict=True)
+        ]
+        recovery = dict(analyses[0])  # the first fault's figures are the headline
         recovery["fault_start"] = start - t0
         recovery["fault_end"] = None if end is None else end - t0
         recovery["fault_target"] = target
