@@ -61,6 +61,15 @@ PROMPT_WORDS = 8
 _TEXT = " the quick brown fox jumps over the lazy dog and the gpu"
 
 
+def _json_response(doc: object) -> bytes:
+    body = json.dumps(doc, separators=(",", ":")).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-replica-id: bench\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def _completion() -> bytes:
     doc = {
         "id": "cmpl-bench",
@@ -74,12 +83,7 @@ def _completion() -> bytes:
             "total_tokens": PROMPT_WORDS + MAX_TOKENS,
         },
     }
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    head = (
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-replica-id: bench\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
+    return _json_response(doc)
 
 
 def _stream() -> bytes:
@@ -101,15 +105,6 @@ def _stream() -> bytes:
 #: The v2 model of the trivial endpoint: one small image-like FP32 input.
 V2_MODEL = "classifier"
 V2_INPUTS = [{"name": "input", "datatype": "FP32", "shape": [-1, 3, 16, 16]}]
-
-
-def _json_response(doc: object) -> bytes:
-    body = json.dumps(doc, separators=(",", ":")).encode()
-    head = (
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-replica-id: bench\r\n"
-        f"content-length: {len(body)}\r\n\r\n"
-    )
-    return head.encode() + body
 
 
 def _v2_metadata() -> bytes:

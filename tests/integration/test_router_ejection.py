@@ -76,25 +76,28 @@ def _drive(port: int, seconds: float, clients: int = 8) -> collections.Counter[s
     return counts
 
 
-def _router(
-    backends: dict[str, int], ejection: OutlierEjectionSpec | None
-) -> tuple[Router, Timeline]:
+def _through_router(
+    backends: dict[str, int],
+    ejection: OutlierEjectionSpec | None,
+    seconds: float,
+    clients: int = 8,
+) -> tuple[collections.Counter[str], Timeline]:
+    """Drive a router in front of ``backends``; who answered, and the router's events."""
     timeline = Timeline(None)
     router = Router("127.0.0.1", ejection, timeline.emit)
     router.start()
-    router.set_backends(backends)
-    time.sleep(0.1)  # set_backends runs on the router's loop
-    return router, timeline
+    try:
+        router.set_backends(backends)
+        time.sleep(0.1)  # set_backends runs on the router's loop
+        return _drive(router.port, seconds, clients), timeline
+    finally:
+        router.stop()
 
 
 def test_without_ejection_a_fast_failing_replica_is_a_black_hole(
     backends: dict[str, int],
 ) -> None:
-    router, timeline = _router(backends, None)
-    try:
-        counts = _drive(router.port, 1.5)
-    finally:
-        router.stop()
+    counts, timeline = _through_router(backends, None, 1.5)
     # more than half of the traffic goes to the replica that serves none of it
     assert counts["bad"] > 1.5 * counts["good"] > 0, counts
     assert not [e for e in timeline.events if e["kind"] == "replica_ejected"]
@@ -102,11 +105,7 @@ def test_without_ejection_a_fast_failing_replica_is_a_black_hole(
 
 def test_ejection_takes_the_failing_replica_out_and_back(backends: dict[str, int]) -> None:
     policy = OutlierEjectionSpec(consecutive_5xx=3, base_ejection_s=0.4)
-    router, timeline = _router(backends, policy)
-    try:
-        counts = _drive(router.port, 2.0)
-    finally:
-        router.stop()
+    counts, timeline = _through_router(backends, policy, 2.0)
     assert counts["good"] > 5 * counts["bad"] > 0, counts
     ejected = [e for e in timeline.events if e["kind"] == "replica_ejected"]
     returned = [e for e in timeline.events if e["kind"] == "replica_returned"]
@@ -119,22 +118,14 @@ def test_ejection_takes_the_failing_replica_out_and_back(backends: dict[str, int
 
 def test_the_last_replica_and_the_limit_are_never_ejected(backends: dict[str, int]) -> None:
     policy = OutlierEjectionSpec(consecutive_5xx=2, base_ejection_s=5, max_ejection_percent=10)
-    router, timeline = _router({"bad": backends["bad"]}, policy)
-    try:
-        counts = _drive(router.port, 0.3, clients=2)
-    finally:
-        router.stop()
+    counts, timeline = _through_router({"bad": backends["bad"]}, policy, 0.3, clients=2)
     assert counts["bad"] > 10 and not timeline.events  # alone: never out of the rotation
 
     second = _backend("bad-2", 503, 0.0)
     try:
         both = {"bad": backends["bad"], "bad-2": second.server_address[1]}
         both["good"] = backends["good"]
-        router, timeline = _router(both, policy)
-        try:
-            _drive(router.port, 0.5, clients=4)
-        finally:
-            router.stop()
+        _counts, timeline = _through_router(both, policy, 0.5, clients=4)
     finally:
         second.shutdown()
         second.server_close()
