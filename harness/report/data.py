@@ -19,17 +19,14 @@ import pandas as pd
 
 from harness.config import HarnessSpec, SLOSpec
 from harness.errors import ReportError
-from harness.records import COLUMNS, REQUESTS_FILE
 from harness.rundir import EXPERIMENT_FILE, SCORECARD_FILE, TELEMETRY_FILE
 from harness.scoring import (
     effective_latency_ms,
     effective_ttft_ms,
     failed_mask,
     fault_pairs,
-    read_requests,
 )
-from harness.scoring.rundir import load_run_spec, score_run_dir
-from harness.timeline import TIMELINE_FILE, read_timeline
+from harness.scoring.rundir import load_run_spec, read_run_logs, score_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +114,7 @@ def load_run(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> Ru
     except Exception as exc:  # the report still shows what there is
         log.warning("%s: experiment unreadable (%s); reporting without SLOs", run_dir, exc)
         spec = None
-    req_path = run_dir / REQUESTS_FILE
-    if req_path.is_file():
-        requests = read_requests(req_path)
-    else:
-        requests = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
-    tl_path = run_dir / TIMELINE_FILE
-    timeline = read_timeline(tl_path) if tl_path.is_file() else []
+    requests, timeline = read_run_logs(run_dir)
     telemetry = read_telemetry(run_dir / TELEMETRY_FILE)
     run = scorecard.get("run") or {}
     t0 = run.get("t0")

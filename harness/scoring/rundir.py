@@ -80,10 +80,9 @@ def _chaos_summary(journal: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
-    """Build the scorecard of a run folder (and write ``scorecard.json`` and ``slis.csv``)."""
-    run_dir = Path(run_dir)
-    doc, spec = load_run_spec(run_dir)
+def read_run_logs(run_dir: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """A run folder's request records (no rows when it has no ``requests.csv``) and
+    timeline events (none without ``timeline.jsonl``)."""
     req_path = run_dir / REQUESTS_FILE
     if req_path.is_file():
         requests = read_requests(req_path)
@@ -91,6 +90,14 @@ def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
         requests = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
     tl_path = run_dir / TIMELINE_FILE
     timeline = read_timeline(tl_path) if tl_path.is_file() else []
+    return requests, timeline
+
+
+def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
+    """Build the scorecard of a run folder (and write ``scorecard.json`` and ``slis.csv``)."""
+    run_dir = Path(run_dir)
+    doc, spec = load_run_spec(run_dir)
+    requests, timeline = read_run_logs(run_dir)
     journal_path = run_dir / JOURNAL_FILE
     try:
         journal = json.loads(journal_path.read_text()) if journal_path.is_file() else None
