@@ -86,13 +86,20 @@ def test_requests_failed_during_fault_and_recovered(node_loss_run: tuple[Path, i
     assert rows
     failed = lambda r: r["status"] != "200" or r["error"] != ""  # noqa: E731
     before = [r for r in rows if float(r["end"]) < fault["time"]]
-    during = [r for r in rows if fault["time"] <= float(r["end"]) <= fault["time"] + 3]
+    down = _first(events, "node_down", "node-a")["time"]  # written once the kill was sent
+    # from half a second after the kill (bytes the router already had may still arrive)
+    during = [r for r in rows if down + 0.5 <= float(r["end"]) <= down + 3]
     after = [r for r in rows if float(r["start"]) > back["time"] + 3]
     assert before and during and after
-    lat = lambda rs: sorted(float(r["latency_ms"]) for r in rs)  # noqa: E731
-    p90 = lambda xs: xs[int(0.9 * (len(xs) - 1))]  # noqa: E731
-    slowed = p90(lat(during)) > p90(lat(before))
-    assert any(failed(r) for r in during) or slowed, "the fault had no visible effect"
+    # the records show the node go: it served before, and during the fault every answer
+    # came from node-b; the only failures are node-a's streams cut by the kill (how many
+    # depends on whether the kill fell mid-batch: none when node-a was between batches)
+    assert any(r["replica"] == "node-a-0" and not failed(r) for r in before)
+    served = [r for r in during if not failed(r)]
+    cut = [r for r in rows if fault["time"] <= float(r["end"]) < down + 0.5 and failed(r)]
+    assert all(r["replica"] in ("node-a-0", "none", "") for r in cut)
+    assert served and {r["replica"] for r in served} == {"node-b-0"}
+    assert all(r["replica"] in ("node-a-0", "none", "") for r in during if failed(r))
     assert not any(failed(r) for r in after), "the service did not recover"
     # traffic after the node returned reached the restarted replica again
     assert any(r["replica"] == "node-a-0" for r in after)
