@@ -1,0 +1,132 @@
+"""The ``load`` block: which Locust user, what requests, which shape, open or closed loop,
+and where the Locust workers run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.config.base import StrictModel
+from harness.config.shapes import Shape
+
+
+class LengthDistribution(StrictModel):
+    """A seeded random length: drawn per request, rounded, clamped to [min, max]."""
+
+    dist: Literal["uniform", "normal", "lognormal"] = Field(
+        description="uniform(min, max), normal(mean, std) or lognormal(median=mean, sigma=std)."
+    )
+    min: int = Field(default=1, ge=1, description="Smallest length drawn.")
+    max: int = Field(ge=1, description="Largest length drawn.")
+    mean: float | None = Field(
+        default=None, gt=0, description="normal: the mean; lognormal: the median."
+    )
+    std: float | None = Field(
+        default=None, gt=0, description="normal: the standard deviation; lognormal: sigma."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> LengthDistribution:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must not be below min ({self.min})")
+        if self.dist != "uniform" and (self.mean is None or self.std is None):
+            raise ValueError(f"a {self.dist} distribution needs mean and std")
+        return self
+
+
+class LoadSpec(StrictModel):
+    """The Locust load: which user, what requests, which shape, open or closed loop."""
+
+    user: Literal["openai-stream", "openai", "kserve-v2"] = Field(
+        default="openai-stream",
+        description=(
+            "Locust user: 'openai-stream' (streaming /v1/completions, records TTFT), 'openai' "
+            "(non-streaming), 'kserve-v2' (POST /v2/models/{model}/infer)."
+        ),
+    )
+    shape: Shape = Field(description="The load shape: spike, step, ramp, diurnal or trace.")
+    mode: Literal["closed", "open"] = Field(
+        default="closed",
+        description=(
+            "closed: the shape's level is concurrent users, each waiting for its answer; open: "
+            "the level is requests/s, sent on schedule whatever the latency."
+        ),
+    )
+    arrivals: Literal["poisson", "uniform"] = Field(
+        default="poisson", description="Open loop: Poisson or evenly spaced arrivals."
+    )
+    max_in_flight: int = Field(
+        default=512,
+        ge=1,
+        description=(
+            "Open loop: requests in flight at once; later arrivals wait in the client queue "
+            "(recorded as queue_ms, and counted in their latency)."
+        ),
+    )
+    model: str | None = Field(
+        default=None,
+        description="Model name sent (openai) or addressed (kserve-v2, default 'classifier').",
+    )
+    prompt_words: int | LengthDistribution = Field(
+        default=8, description="Words in each prompt: a number or a length distribution."
+    )
+    max_tokens: int | LengthDistribution = Field(
+        default=16, description="Tokens requested per completion: a number or a distribution."
+    )
+    request_timeout_s: float = Field(default=30.0, gt=0, description="Client-side timeout.")
+    wait_s: float = Field(
+        default=0.0, ge=0, description="Closed loop: think time between a user's requests."
+    )
+    seed: int = Field(default=0, description="Seed of prompts, lengths, inputs and arrivals.")
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description=(
+            "Locust workers: 0 runs the load in one process; N runs a Locust master and N "
+            "local worker processes, each writing its own records file, merged into "
+            "requests.csv as they come and sorted by start time when the load stops."
+        ),
+    )
+    workers_on: Literal["local", "kubernetes"] = Field(
+        default="local",
+        description=(
+            "Where the Locust master and workers run: 'local' (processes of the harness) or "
+            "'kubernetes' (a master Job behind a Service and an indexed Job of 'workers' "
+            "workers in the platform's namespace, sending to the workload's in-cluster "
+            "Service URL; needs platform.kind: kubernetes and workers >= 1)."
+        ),
+    )
+    workers_image: str = Field(
+        default="ghcr.io/gpuchaos/load:0.1.0",
+        min_length=1,
+        description=(
+            "workers_on 'kubernetes': image of the Locust Jobs (built from "
+            "workloads/load.Dockerfile, the same harness version as this one)."
+        ),
+    )
+    workers_start_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "workers_on 'kubernetes': seconds between creating the Jobs and the start of the "
+            "load shape, for scheduling and image pulls; the run fails when no request record "
+            "is in the workers' logs 15 s after that."
+        ),
+    )
+
+    @field_validator("prompt_words", "max_tokens")
+    @classmethod
+    def _positive(cls, value: int | LengthDistribution) -> int | LengthDistribution:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+    @model_validator(mode="after")
+    def _jobs_need_workers(self) -> LoadSpec:
+        if self.workers_on == "kubernetes" and self.workers < 1:
+            raise ValueError("workers_on: kubernetes needs workers >= 1")
+        return self
