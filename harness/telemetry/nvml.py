@@ -11,6 +11,7 @@ On a machine without an NVIDIA driver ``available`` is False: one notice, not an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,6 +48,31 @@ _CLOCK_SM = 1
 def throttle_names(mask: int) -> list[str]:
     """The names of the throttle reasons set in ``mask`` (``gpu_idle`` included)."""
     return [name for bit, name in THROTTLE_REASONS.items() if mask & bit]
+
+
+def gpu_free_mib(device: str) -> float | None:
+    """Free memory of a CUDA device in MiB from NVML; None without NVML or for the CPU.
+
+    One reading, NVML opened and shut around it (a 9 us query, so callers that decide
+    rarely, like the autoscaler placing a replica, need no sampler running).
+    """
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        index = int(device.partition(":")[2] or 0)
+        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
+        return float(info.free) / 2**20
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
 
 
 @dataclass(frozen=True)

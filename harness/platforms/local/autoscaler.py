@@ -11,6 +11,10 @@ host memory on CPU). Every decision that differs from the current count is a ``s
 event in the timeline (acted on, held by the cooldown, or blocked by capacity); the new
 replicas' ``replica_ready`` events follow. Long intervals and cooldowns make it too slow,
 as in production.
+
+It drives its platform only through :class:`ScalablePlatform`, the few calls it makes, so it
+does not import the platform that starts it (no import circle), and it reads GPU memory
+through telemetry (:func:`harness.telemetry.nvml.gpu_free_mib`).
 """
 
 from __future__ import annotations
@@ -21,16 +25,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psutil
 
 from harness.config import AutoscalerSpec
-from harness.faults.injectors import gpu_free_mib
+from harness.platforms.base import ReplicaInfo
+from harness.telemetry.nvml import gpu_free_mib
 from harness.timeline import Timeline
-
-if TYPE_CHECKING:
-    from harness.platforms.local.platform import LocalPlatform
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,34 @@ def scrape(port: int, timeout: float = SCRAPE_TIMEOUT_S) -> dict[str, float]:
     return out
 
 
+class ScalablePlatform(Protocol):
+    """What the autoscaler needs of a platform (the local platform is one)."""
+
+    def replicas(self) -> list[ReplicaInfo]:
+        """A snapshot of every replica (state, pid and port tell the Ready ones)."""
+        ...
+
+    def replica_count(self) -> int:
+        """Replicas the platform keeps (running, starting or waiting for a node)."""
+        ...
+
+    def node_room(self) -> dict[str, int]:
+        """How many more replicas each node can take (0 for a down node)."""
+        ...
+
+    def node_device(self, node: str) -> str:
+        """The device of ``node``: 'cpu' or 'cuda:N'."""
+        ...
+
+    def add_replica(self, node: str) -> str | None:
+        """Scale up by one replica on ``node``; its id, or None when the node has no room."""
+        ...
+
+    def remove_replica(self, replica_id: str) -> None:
+        """Scale down by one replica, stopped gracefully."""
+        ...
+
+
 @dataclass
 class Decision:
     """One look at the metric and what came of it."""
@@ -89,7 +119,9 @@ class Decision:
 class Autoscaler:
     """Polls the metric and scales the local platform's replicas (a thread)."""
 
-    def __init__(self, platform: LocalPlatform, spec: AutoscalerSpec, timeline: Timeline) -> None:
+    def __init__(
+        self, platform: ScalablePlatform, spec: AutoscalerSpec, timeline: Timeline
+    ) -> None:
         self.platform = platform
         self.spec = spec
         self.timeline = timeline
