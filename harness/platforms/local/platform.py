@@ -17,6 +17,7 @@ from harness.errors import PlatformError, WorkloadNotReady
 from harness.platforms.base import ReplicaInfo
 from harness.platforms.local.autoscaler import Autoscaler
 from harness.platforms.local.devices import resolve_device
+from harness.platforms.local.probes import Liveness
 from harness.platforms.local.process import (
     kill_all,
     last_lines,
@@ -25,8 +26,10 @@ from harness.platforms.local.process import (
     terminate_all,
     usable_cpus,
 )
+from harness.platforms.local.replica import Replica
 from harness.platforms.local.router import Router
-from harness.platforms.local.supervisor import Liveness, Replica, Supervisor
+from harness.platforms.local.supervisor import Supervisor
+from harness.rundir import replica_log_name
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,8 @@ _POLL_S = 0.05
 
 class LocalPlatform:
     """Replicas as processes on virtual nodes, a supervisor and a router (see DESIGN.md)."""
+
+    kind = "local"
 
     def __init__(
         self,
@@ -277,7 +282,7 @@ class LocalPlatform:
         return proc.pid
 
     def log_path(self, replica_id: str) -> Path:
-        return self.log_dir / f"{replica_id}.log"
+        return self.log_dir / replica_log_name(replica_id)
 
     # -- internals ----------------------------------------------------------------------
 

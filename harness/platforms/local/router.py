@@ -17,6 +17,9 @@ failed connections in a row, for ``base_ejection_s`` times its number of ejectio
 ``max_ejection_s``), never the last replica and at most ``max_ejection_percent`` of them;
 each ejection and return is reported (``replica_ejected``, ``replica_returned`` on the
 timeline).
+
+The wire form of the messages (heads, bodies, the streamed copy, the router's own answers)
+is :mod:`~harness.platforms.local.http1`; this module routes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from harness.platforms.local.http1 import (
+    BAD_GATEWAY_RESPONSE,
+    BAD_REQUEST_RESPONSE,
+    HEAD_LIMIT,
+    IO_ERRORS,
+    NO_READY_RESPONSE,
+    Head,
+    copy_body,
+    read_body,
+    read_head,
+)
+
 if TYPE_CHECKING:
     from harness.config import OutlierEjectionSpec
     from harness.timeline import EventKind
@@ -40,96 +55,7 @@ EventSink = Callable[["EventKind", str, dict[str, Any]], Any]
 
 log = logging.getLogger(__name__)
 
-NO_READY_RESPONSE = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"Content-Type: text/plain\r\n"
-    b"Content-Length: 18\r\n"
-    b"x-replica-id: none\r\n"
-    b"\r\n"
-    b"no ready replicas\n"
-)
-BAD_GATEWAY_RESPONSE = (
-    b"HTTP/1.1 502 Bad Gateway\r\n"
-    b"Content-Type: text/plain\r\n"
-    b"Content-Length: 24\r\n"
-    b"Connection: close\r\n"
-    b"x-replica-id: none\r\n"
-    b"\r\n"
-    b"replica connection lost\n"
-)
-BAD_REQUEST_RESPONSE = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _CONNECT_TIMEOUT_S = 2.0
-_HEAD_LIMIT = 64 * 1024
-_COPY_CHUNK = 64 * 1024
-_IO_ERRORS = (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError)
-
-
-class _Head:
-    """A parsed HTTP/1.1 message head: start line and lower-cased header names."""
-
-    __slots__ = ("headers", "raw", "start")
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        lines = raw.split(b"\r\n")
-        self.start = lines[0]
-        self.headers: dict[bytes, bytes] = {}
-        for line in lines[1:]:
-            if not line:
-                continue
-            name, _, value = line.partition(b":")
-            self.headers[name.strip().lower()] = value.strip()
-
-    def header(self, name: bytes) -> bytes:
-        return self.headers.get(name, b"")
-
-    def keep_alive(self) -> bool:
-        conn = self.header(b"connection").lower()
-        if self.start.endswith(b"HTTP/1.0") or self.start.startswith(b"HTTP/1.0"):
-            return conn == b"keep-alive"
-        return conn != b"close"
-
-    def chunked(self) -> bool:
-        return b"chunked" in self.header(b"transfer-encoding").lower()
-
-    def content_length(self) -> int | None:
-        value = self.header(b"content-length")
-        return int(value) if value else None
-
-    def status(self) -> int:
-        """The status code of a response head (0 when it has none)."""
-        parts = self.start.split(b" ", 2)
-        return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
-
-
-async def _read_head(reader: asyncio.StreamReader) -> _Head | None:
-    """The next message head, or None at a clean end of stream."""
-    try:
-        raw = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
-            raise
-        return None
-    return _Head(raw)
-
-
-async def _read_body(reader: asyncio.StreamReader, head: _Head) -> bytes:
-    """A request body (content-length or chunked, kept in its wire form)."""
-    if head.chunked():
-        parts = []
-        while True:
-            line = await reader.readuntil(b"\r\n")
-            parts.append(line)
-            size = int(line.split(b";", 1)[0], 16)
-            if size == 0:
-                while True:  # trailers up to the empty line
-                    trailer = await reader.readuntil(b"\r\n")
-                    parts.append(trailer)
-                    if trailer == b"\r\n":
-                        return b"".join(parts)
-            parts.append(await reader.readexactly(size + 2))
-    length = head.content_length() or 0
-    return await reader.readexactly(length) if length else b""
 
 
 class _Backend:
@@ -255,10 +181,10 @@ class _RouterCore:
         try:
             while True:
                 try:
-                    head = await _read_head(reader)
+                    head = await read_head(reader)
                     if head is None:
                         return
-                    body = await _read_body(reader, head)
+                    body = await read_body(reader, head)
                 except (ValueError, asyncio.LimitOverrunError):
                     writer.write(BAD_REQUEST_RESPONSE)
                     return
@@ -273,7 +199,7 @@ class _RouterCore:
                     return
                 if not head.keep_alive():
                     return
-        except _IO_ERRORS:
+        except IO_ERRORS:
             return
         except asyncio.CancelledError:
             # the router is stopping; ending normally keeps Python 3.11's stream callback
@@ -292,26 +218,26 @@ class _RouterCore:
                 return reader, writer, True
             writer.close()
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, backend.port, limit=_HEAD_LIMIT),
+            asyncio.open_connection(self.host, backend.port, limit=HEAD_LIMIT),
             _CONNECT_TIMEOUT_S,
         )
         return reader, writer, False
 
     async def _send(
         self, backend: _Backend, request: bytes
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, _Head] | None:
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Head] | None:
         """Send the request and read the response head; a stale pooled connection is
         replaced once. None when the backend cannot be reached."""
         for _ in range(2):
             try:
                 reader, writer, pooled = await self._connect(backend)
-            except (TimeoutError, *_IO_ERRORS):
+            except (TimeoutError, *IO_ERRORS):
                 return None
             try:
                 writer.write(request)
                 await writer.drain()
-                head = await _read_head(reader)
-            except _IO_ERRORS:
+                head = await read_head(reader)
+            except IO_ERRORS:
                 head = None
             if head is not None:
                 return reader, writer, head
@@ -321,7 +247,7 @@ class _RouterCore:
         return None
 
     async def _forward(
-        self, backend: _Backend, head: _Head, body: bytes, client: asyncio.StreamWriter
+        self, backend: _Backend, head: Head, body: bytes, client: asyncio.StreamWriter
     ) -> bool:
         """Proxy one request; True when the client connection can carry another."""
         request = head.raw + body
@@ -341,8 +267,8 @@ class _RouterCore:
                 self.answered(current, resp.status())
                 try:
                     client.write(resp.raw)
-                    reusable = await self._copy_body(reader, resp, head, client)
-                except _IO_ERRORS:
+                    reusable = await copy_body(reader, resp, head, client)
+                except IO_ERRORS:
                     writer.close()
                     return False
                 if reusable and resp.keep_alive() and current.live:
@@ -353,48 +279,6 @@ class _RouterCore:
             finally:
                 current.inflight -= 1
         client.write(BAD_GATEWAY_RESPONSE)
-        return False
-
-    async def _copy_body(
-        self,
-        reader: asyncio.StreamReader,
-        resp: _Head,
-        req: _Head,
-        client: asyncio.StreamWriter,
-    ) -> bool:
-        """Stream the response body to the client; False when it ended with the connection."""
-        status = resp.start.split(b" ", 2)[1] if b" " in resp.start else b""
-        if req.start.startswith(b"HEAD ") or status in (b"204", b"304") or status[:1] == b"1":
-            await client.drain()
-            return True
-        if resp.chunked():
-            while True:
-                line = await reader.readuntil(b"\r\n")
-                client.write(line)
-                size = int(line.split(b";", 1)[0], 16)
-                if size == 0:
-                    while True:
-                        trailer = await reader.readuntil(b"\r\n")
-                        client.write(trailer)
-                        if trailer == b"\r\n":
-                            await client.drain()
-                            return True
-                client.write(await reader.readexactly(size + 2))
-                await client.drain()
-        length = resp.content_length()
-        if length is not None:
-            remaining = length
-            while remaining:
-                data = await reader.read(min(remaining, _COPY_CHUNK))
-                if not data:
-                    raise asyncio.IncompleteReadError(b"", remaining)
-                client.write(data)
-                remaining -= len(data)
-                await client.drain()
-            return True
-        while data := await reader.read(_COPY_CHUNK):  # delimited by the connection's end
-            client.write(data)
-            await client.drain()
         return False
 
 
@@ -433,7 +317,7 @@ class Router:
             try:
                 self._server = loop.run_until_complete(
                     asyncio.start_server(
-                        self._core.handle_client, self.host, 0, backlog=1024, limit=_HEAD_LIMIT
+                        self._core.handle_client, self.host, 0, backlog=1024, limit=HEAD_LIMIT
                     )
                 )
                 self._port = self._server.sockets[0].getsockname()[1]

@@ -5,13 +5,13 @@ its own thread (so PR_SET_PDEATHSIG ties the children to a thread that lives as 
 the platform), restarts crashed replicas with back-off, probes readiness, kills and
 restarts replicas whose liveness probe keeps failing (a hung process), places the replicas
 of a lost node on surviving nodes with room (``max_replicas``), and publishes the Ready
-set to the router.
+set to the router. The record of one replica is :mod:`~harness.platforms.local.replica`; the
+HTTP probes it sends are :mod:`~harness.platforms.local.probes`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import os
 import signal
@@ -20,88 +20,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from harness.platforms.base import ReplicaInfo, ReplicaState
+from harness.platforms.base import ReplicaInfo
+from harness.platforms.local.probes import LIVE_PATH, PROBE_TIMEOUT_S, Liveness, probe_ready
 from harness.platforms.local.process import free_port, kill_all
+from harness.platforms.local.replica import Replica
 from harness.timeline import EventKind, Timeline
 
 log = logging.getLogger(__name__)
 
-READY_PATH = "/health/ready"
-LIVE_PATH = "/health/live"
-PROBE_TIMEOUT_S = 1.0
 UNREADY_AFTER_FAILURES = 2  # consecutive failed probes before a Ready replica is Unready
 BACKOFF_RESET_S = 30.0  # Ready this long resets the crash back-off
 
 Launcher = Callable[["Replica", int], "subprocess.Popen[bytes]"]
-
-
-@dataclass(frozen=True)
-class Liveness:
-    """Liveness probe settings (like a kubelet's livenessProbe)."""
-
-    period_s: float
-    timeout_s: float
-    failure_threshold: int
-
-
-@dataclass
-class Replica:
-    """Mutable record of one replica; guarded by the supervisor's lock."""
-
-    id: str
-    node: str
-    device: str
-    state: ReplicaState = "down"
-    proc: subprocess.Popen[bytes] | None = None
-    port: int | None = None
-    restarts: int = 0
-    crashes: int = 0  # exits the platform did not cause, over the replica's life
-    consecutive_crashes: int = 0
-    spawned_at: float = 0.0  # monotonic
-    ready_since: float | None = None  # monotonic
-    next_start_at: float | None = None  # monotonic; None when no start is scheduled
-    probe_failures: int = 0
-    last_returncode: int | None = None
-    home: str = ""  # the node it was declared on (it may run elsewhere after a node loss)
-    live_failures: int = 0
-    last_live_probe: float = 0.0  # monotonic
-    ever_ready: bool = False  # this process was Ready once: liveness applies from then on
-    kill_reason: str | None = None  # why the supervisor killed the current process
-    autoscaled: bool = False  # added by the autoscaler
-
-    def __post_init__(self) -> None:
-        if not self.home:
-            self.home = self.node
-
-    def info(self) -> ReplicaInfo:
-        return ReplicaInfo(
-            id=self.id,
-            node=self.node,
-            pid=self.proc.pid if self.proc is not None else None,
-            port=self.port,
-            state=self.state,
-            restarts=self.restarts,
-            device=self.device,
-        )
-
-
-def probe_ready(port: int, timeout: float = PROBE_TIMEOUT_S, path: str = READY_PATH) -> bool:
-    """True when the replica on ``port`` answers ``GET path`` (readiness) with 200."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status == 200
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        conn.close()
-
-
 Event = tuple[EventKind, str, dict[str, Any]]
 
 
