@@ -31,11 +31,10 @@ import pyarrow.csv as pacsv
 import yaml
 
 from harness.config import SLOSpec
-from harness.records import COLUMNS, REQUESTS_FILE
-from harness.rundir import EXPERIMENT_FILE
+from harness.records import COLUMNS
+from harness.rundir import EXPERIMENT_FILE, REQUESTS_FILE, TIMELINE_FILE
 from harness.scoring import build_scorecard, read_requests
 from harness.scoring.rundir import score_run_dir
-from harness.timeline import TIMELINE_FILE
 
 T0 = 1_700_000_000.0
 GOAL = 3.0

@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.experiment import load_experiment, parse_vars
-    from harness.rundir import LOG_FILE, new_run_dir
+    from harness.rundir import RunDir, new_run_dir
     from harness.runner import execute
     from harness.scoring.scorecard import scorecard_table
 
@@ -82,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"dry run: {line}")
         return 0
     run_dir = new_run_dir(exp.name, args.out)
-    _log_to_file(run_dir / LOG_FILE)
+    _log_to_file(RunDir(run_dir).harness_log)
     log.info("run %s: %s -> %s", exp.name, exp.title, run_dir)
     result = execute(exp, run_dir, kube_context=args.kube_context)
     print(scorecard_table(result.scorecard))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, ScoringError
-from harness.rundir import SCORECARD_FILE
+from harness.rundir import SCORECARD_FILE, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def load_scorecard(path: str | Path) -> dict[str, Any]:
     """The scorecard of a run folder or a ``scorecard.json``; scores a folder without one."""
     path = Path(path)
     if path.is_dir():
-        card_path = path / SCORECARD_FILE
+        card_path = RunDir(path).scorecard
         if not card_path.is_file():
             from harness.scoring.rundir import score_run_dir
 

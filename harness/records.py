@@ -13,8 +13,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-REQUESTS_FILE = "requests.csv"
-
 #: Column order of ``requests.csv``. Times are unix seconds; latencies milliseconds.
 COLUMNS: tuple[str, ...] = (
     "start",  # unix seconds when the request was sent

@@ -12,8 +12,6 @@ from typing import Any, Literal
 
 log = logging.getLogger(__name__)
 
-TIMELINE_FILE = "timeline.jsonl"
-
 EventKind = Literal[
     "run_start",
     "run_end",

@@ -27,6 +27,7 @@ from harness.faults import injectors
 from harness.faults.injectors import ActiveFault, WorkerProcess
 from harness.platforms.local import LocalPlatform
 from harness.platforms.local.autoscaler import scrape
+from harness.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +272,7 @@ def _hog_workers(ctx: RunContext, node: str, device: str) -> tuple[list[WorkerPr
     if warm:
         return warm[:1], True
     log.warning("no warm fault worker on %s: starting one cold (seconds, not ms)", node)
-    return [WorkerProcess(device, None, OPEN_TTL_S * 2, ctx.run_dir / "logs" / "worker.log")], False
+    return [WorkerProcess(device, None, OPEN_TTL_S * 2, RunDir(ctx.run_dir).worker_log)], False
 
 
 def exhaust_gpu_memory(
@@ -413,7 +414,7 @@ def contend_compute(
     if not warm:
         pool += injectors.warm_workers(
             f"{node}-cold", device, cpus, count - len(pool), OPEN_TTL_S * 2,
-            ctx.run_dir / "logs" / "worker.log",
+            RunDir(ctx.run_dir).worker_log,
         )  # fmt: skip
         pool += injectors.take_workers(f"{node}-cold", device)
     active = injectors.worker_fault("contend_compute", node, pool, _ttl(duration_s, ttl_s),
@@ -466,9 +467,7 @@ def warm_fault_workers(
     cpus = platform.node_cpus(node)
     count = workers or (1 if device.startswith("cuda") or not cpus else len(cpus))
     t0 = time.perf_counter()
-    pool = injectors.warm_workers(
-        node, device, cpus, count, ttl_s, ctx.run_dir / "logs" / "worker.log"
-    )
+    pool = injectors.warm_workers(node, device, cpus, count, ttl_s, RunDir(ctx.run_dir).worker_log)
     took = time.perf_counter() - t0
     log.info("%d fault worker(s) warm on %s (%s) in %.2f s", len(pool), node, device, took)
     return {"node": node, "device": device, "pids": [w.pid for w in pool], "warm_s": took}

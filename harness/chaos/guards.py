@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import StopCondition
-from harness.records import REQUESTS_FILE
+from harness.rundir import REQUESTS_FILE
 
 if TYPE_CHECKING:
     from harness.scoring.recent import RecentRequests

@@ -44,6 +44,7 @@ from harness.errors import ChaosError, FaultNoEffect, PlatformError
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.platforms.kubernetes.ttl import TTL_MARGIN_S, guard, node_manifest
 from harness.platforms.kubernetes.watcher import pod_ready
+from harness.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ def delete_gpu_node(
     if not before:
         raise FaultNoEffect(f"delete_gpu_node {target}", "no workload pod runs on the node")
     manifest = node_manifest(node_obj, platform.api)
-    saved = platform.run_dir / f"node-{target}.json" if platform.run_dir is not None else None
+    saved = RunDir(platform.run_dir).node_manifest(target) if platform.run_dir is not None else None
     if saved is not None:
         saved.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     ttl = down_for_s + _PROOF_TIMEOUT_S + TTL_MARGIN_S
@@ -288,7 +289,7 @@ def recreate_gpu_node(node: str) -> dict[str, Any]:
     platform = _platform()
     if platform.run_dir is None:
         raise ChaosError("recreate_gpu_node needs the run folder (the saved node manifest)")
-    saved = platform.run_dir / f"node-{node}.json"
+    saved = RunDir(platform.run_dir).node_manifest(node)
     if not saved.exists():
         return {"node": node, "recreated": False, "reason": "no saved manifest"}
     if platform.dry_run:

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from harness.chaos.context import current
-from harness.records import REQUESTS_FILE
+from harness.rundir import REQUESTS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.config import HarnessSpec, KubernetesPlatformSpec
+from harness.rundir import RunDir
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -34,4 +35,4 @@ def make_platform(
     from harness.platforms.local import LocalPlatform
 
     assert spec.platform is not None  # HarnessSpec requires a platform or an endpoint
-    return LocalPlatform(spec.platform, spec.workload, timeline, run_dir / "logs")
+    return LocalPlatform(spec.platform, spec.workload, timeline, RunDir(run_dir).logs)

@@ -13,16 +13,14 @@ from typing import Any
 
 from harness.errors import ReportError
 from harness.report.data import RunData, load_run
-from harness.report.html import REPORT_FILE, write_report_html
-from harness.report.junit import JUNIT_FILE, write_junit
-from harness.report.summary import SUMMARY_FILE, write_summary
+from harness.report.html import write_report_html
+from harness.report.junit import write_junit
+from harness.report.summary import write_summary
+from harness.rundir import REPORT_FILE, RunDir
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "JUNIT_FILE",
-    "REPORT_FILE",
-    "SUMMARY_FILE",
     "RunData",
     "load_run",
     "write_reports",
@@ -41,17 +39,18 @@ def write_reports(run_dir: str | Path, scorecard: dict[str, Any] | None = None) 
     data = load_run(run_dir, scorecard)
     written: list[Path] = []
     problems: list[str] = []
+    paths = RunDir(data.run_dir)
     writers = (
-        (JUNIT_FILE, lambda p: write_junit(data.scorecard, data.name, p)),
-        (SUMMARY_FILE, lambda p: write_summary(data.scorecard, data.title, p, REPORT_FILE)),
-        (REPORT_FILE, lambda p: write_report_html(data, p)),
+        (paths.junit, lambda p: write_junit(data.scorecard, data.name, p)),
+        (paths.summary, lambda p: write_summary(data.scorecard, data.title, p, REPORT_FILE)),
+        (paths.report, lambda p: write_report_html(data, p)),
     )
-    for name, write in writers:
+    for path, write in writers:
         try:
-            written.append(write(data.run_dir / name))
+            written.append(write(path))
         except Exception as exc:
-            log.warning("writing %s failed", name, exc_info=True)
-            problems.append(f"{name}: {exc}")
+            log.warning("writing %s failed", path.name, exc_info=True)
+            problems.append(f"{path.name}: {exc}")
     log.info(
         "reports written in %.2f s: %s",
         time.perf_counter() - began,

@@ -24,8 +24,7 @@ from harness.report.data import (
     telemetry_series,
 )
 from harness.report.svg import Chart, Series, Window, render
-
-REPORT_FILE = "report.html"
+from harness.rundir import RunDir
 
 #: After layout, counts the plots the browser actually drew (a box with a size and at least
 #: one drawn line) into ``<body data-plots-rendered>``: what the headless-browser test reads.
@@ -381,6 +380,6 @@ def render_report(data: RunData) -> str:
 
 def write_report_html(data: RunData, path: Path | None = None) -> Path:
     """Write ``report.html`` into the run folder (or ``path``)."""
-    path = path or data.run_dir / REPORT_FILE
+    path = path or RunDir(data.run_dir).report
     path.write_text(render_report(data), encoding="utf-8")
     return path

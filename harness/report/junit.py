@@ -11,8 +11,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-JUNIT_FILE = "junit.xml"
-
 
 def _value(value: Any, unit: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

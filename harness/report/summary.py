@@ -10,8 +10,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-SUMMARY_FILE = "summary.md"
-
 _ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️"}
 
 

@@ -19,26 +19,20 @@ from harness import __version__
 from harness.config import HarnessSpec
 from harness.errors import ConfigError, ScoringError
 from harness.experiment import EXTENSION_NAME
-from harness.records import COLUMNS, REQUESTS_FILE
-from harness.rundir import (
-    EXPERIMENT_FILE,
-    JOURNAL_FILE,
-    SCORECARD_FILE,
-    SLIS_FILE,
-    TELEMETRY_FILE,
-)
+from harness.records import COLUMNS
+from harness.rundir import EXPERIMENT_FILE, RunDir
 from harness.scoring.analytics import read_telemetry
 from harness.scoring.resilience import litmus_style
 from harness.scoring.scorecard import build_scorecard, write_per_second
 from harness.scoring.slis import per_second, read_requests
-from harness.timeline import TIMELINE_FILE, read_timeline
+from harness.timeline import read_timeline
 
 log = logging.getLogger(__name__)
 
 
 def load_run_spec(run_dir: Path) -> tuple[dict[str, Any], HarnessSpec]:
     """The resolved experiment document of a run and its harness spec."""
-    path = run_dir / EXPERIMENT_FILE
+    path = RunDir(run_dir).experiment
     if not path.is_file():
         raise ScoringError(f"{run_dir}: not a run folder (no {EXPERIMENT_FILE})")
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -83,12 +77,13 @@ def _chaos_summary(journal: dict[str, Any] | None) -> dict[str, Any]:
 def read_run_logs(run_dir: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """A run folder's request records (no rows when it has no ``requests.csv``) and
     timeline events (none without ``timeline.jsonl``)."""
-    req_path = run_dir / REQUESTS_FILE
+    paths = RunDir(run_dir)
+    req_path = paths.requests
     if req_path.is_file():
         requests = read_requests(req_path)
     else:
         requests = pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
-    tl_path = run_dir / TIMELINE_FILE
+    tl_path = paths.timeline
     timeline = read_timeline(tl_path) if tl_path.is_file() else []
     return requests, timeline
 
@@ -96,15 +91,16 @@ def read_run_logs(run_dir: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
 def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
     """Build the scorecard of a run folder (and write ``scorecard.json`` and ``slis.csv``)."""
     run_dir = Path(run_dir)
+    paths = RunDir(run_dir)
     doc, spec = load_run_spec(run_dir)
     requests, timeline = read_run_logs(run_dir)
-    journal_path = run_dir / JOURNAL_FILE
+    journal_path = paths.journal
     try:
         journal = json.loads(journal_path.read_text()) if journal_path.is_file() else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         log.warning("%s: unreadable journal (%s); scoring without it", journal_path, exc)
         journal = None
-    tel_path = run_dir / TELEMETRY_FILE
+    tel_path = paths.telemetry
     telemetry = read_telemetry(tel_path) if tel_path.is_file() else None
     timeout_ms = spec.load.request_timeout_s * 1000.0
     meta = {
@@ -130,10 +126,10 @@ def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
             card.update(verdict="fail", exit_code=1)
             card["note"] = "the steady-state hypothesis deviated after the method"
     if write:
-        (run_dir / SCORECARD_FILE).write_text(
+        paths.scorecard.write_text(
             json.dumps(card, indent=2, allow_nan=False) + "\n", encoding="utf-8"
         )
         t0 = card["run"].get("t0")
         if t0 is not None and len(requests):
-            write_per_second(per_second(requests, t0, timeout_ms), run_dir / SLIS_FILE)
+            write_per_second(per_second(requests, t0, timeout_ms), paths.slis)
     return card

@@ -16,7 +16,8 @@ import pytest
 from harness.config import LoadSpec, SpikeShape
 from harness.errors import LoadError
 from harness.load import LocustRunner
-from harness.records import COLUMNS, OPTIONAL_COLUMNS, REQUESTS_FILE
+from harness.records import COLUMNS, OPTIONAL_COLUMNS
+from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline, read_timeline
 
 

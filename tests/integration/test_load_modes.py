@@ -11,7 +11,7 @@ import pytest
 
 from harness.config import LoadSpec, StepShape
 from harness.load import LocustRunner
-from harness.records import REQUESTS_FILE
+from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline
 from tests.integration.conftest import LLMServer, run_llm_server
 

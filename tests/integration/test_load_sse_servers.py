@@ -18,7 +18,7 @@ import pytest
 
 from harness.config import LoadSpec, StepShape
 from harness.load import LocustRunner
-from harness.records import REQUESTS_FILE
+from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline
 
 

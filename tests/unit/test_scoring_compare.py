@@ -15,10 +15,14 @@ import yaml
 from harness.cli import main
 from harness.compare import DEFAULT_GATES, compare, parse_thresholds
 from harness.errors import ConfigError
-from harness.records import REQUESTS_FILE
-from harness.rundir import EXPERIMENT_FILE, SCORECARD_FILE, TELEMETRY_FILE
+from harness.rundir import (
+    EXPERIMENT_FILE,
+    REQUESTS_FILE,
+    SCORECARD_FILE,
+    TELEMETRY_FILE,
+    TIMELINE_FILE,
+)
 from harness.scoring.rundir import score_run_dir
-from harness.timeline import TIMELINE_FILE
 
 T0 = 1_700_000_000.0
 SLOS = {"p99_latency_ms": 50_000, "error_rate": 0.3, "recovery_s": 30, "hold_s": 2}

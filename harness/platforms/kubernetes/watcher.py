@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.platforms.base import ReplicaInfo, ReplicaState
+from harness.rundir import RunDir
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
-EVENTS_FILE = "k8s_events.jsonl"
 #: Container waiting reasons that mean a replica is in back-off.
 BACKOFF_REASONS = frozenset({"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull"})
 
@@ -103,7 +103,7 @@ class ClusterWatcher:
         self.timeline = timeline
         self.interval_s = interval_s
         self.device = device
-        self._events_path = run_dir / EVENTS_FILE if run_dir is not None else None
+        self._events_path = RunDir(run_dir).k8s_events if run_dir is not None else None
         self._events_fh: IO[str] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
