@@ -6,18 +6,13 @@ and join the running batch, up to the batch limit; one batched decode step then 
 running request by one token, and finished requests leave (their slot is reused). Each token is
 handed to the request's sink as soon as it exists. A request past its deadline fails with 504.
 
-Memory models (`kv_cache`):
-
-- ``preallocate``: the whole KV-cache pool is allocated at load, like vLLM's
-  ``gpu_memory_utilization``. Under memory pressure the replica fails at *startup* (the pool
-  does not fit) or not at all for KV memory: a hog arriving later cannot take the pool.
-- ``on-demand``: the pool grows (by powers of two) as requests join and is released when the
-  engine is idle. Under memory pressure the *growth* fails: the requests joining at that moment
-  get 503 while the running ones continue, and memory the engine held is given back when idle.
+The KV-cache pool is preallocated at load or grown on demand (`kv_cache`); its memory models
+and their sizing are :mod:`workloads.llm.kvpool`.
 
 Any forward that raises fails only the requests it was computing: a prefill its one request,
 a decode step its batch, with an `ErrorEvent` (503 for out of memory); after an out-of-memory
-the engine collects garbage and empties the CUDA cache, counts it, and keeps serving.
+the engine collects garbage and empties the CUDA cache, counts it, and keeps serving. How a
+request is failed and its events handed over is :mod:`workloads.llm.failures`.
 """
 
 from __future__ import annotations
@@ -27,28 +22,16 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from workloads.common import (
-    StartupTimes,
-    engine_failure,
-    init_device,
-    is_oom,
-    queue_full,
-    release_memory,
-)
+from workloads.common import StartupTimes, init_device, queue_full
 from workloads.llm.config import MODEL_CONFIGS, ModelConfig, is_cuda
-from workloads.llm.events import (
-    FINISH_LENGTH,
-    ErrorEvent,
-    GenerationEvent,
-    GenerationRequest,
-    TokenEvent,
-)
-from workloads.llm.graphs import GraphDecoder, batch_buckets, bucket_for
+from workloads.llm.events import FINISH_LENGTH, ErrorEvent, GenerationRequest, TokenEvent
+from workloads.llm.failures import emit, fail, time_out
+from workloads.llm.graphs import GraphDecoder
+from workloads.llm.kvpool import KVCacheMode, grown_size, initial_slots, release_idle
 from workloads.llm.metrics import Metrics
 from workloads.llm.model import GPT, KVCache, build_model
 
@@ -56,7 +39,6 @@ logger = logging.getLogger(__name__)
 
 WARMUP_PROMPT = list(b"warm up")
 WARMUP_TOKENS = 4
-KVCacheMode = Literal["preallocate", "on-demand"]
 #: Weight of the newest request in the moving average of request time (for Retry-After).
 EWMA_ALPHA = 0.1
 
@@ -161,23 +143,18 @@ class Engine:
         return StartupTimes(device_init=t1 - t0, weights=t2 - t1, warmup=t3 - t2)
 
     def _initial_slots(self) -> int:
-        """Slots of the pool at load: all of it (preallocate) or one, for warm-up (on demand)."""
-        if self.kv_cache_mode == "on-demand":
-            return 1
-        slots = self.max_batch_size
-        if self.device.type == "cuda" and self.gpu_memory_utilization is not None:
-            free, total = torch.cuda.mem_get_info(self.device)
-            used_by_others = total - free - torch.cuda.memory_reserved(self.device)
-            budget = self.gpu_memory_utilization * total - used_by_others
-            budget -= torch.cuda.memory_allocated(self.device)
-            per_slot = KVCache.slot_bytes(self.config, self.dtype)
-            slots = int(budget // per_slot)
-            if slots < 1:
-                raise torch.cuda.OutOfMemoryError(
-                    f"gpu_memory_utilization {self.gpu_memory_utilization}: no room for a KV "
-                    f"cache slot ({per_slot} bytes; {free} of {total} bytes free)"
-                )
-        self.batch_limit = min(self.max_batch_size, slots)
+        """Slots of the pool at load; a preallocated pool smaller than the batch limit
+        lowers the batch limit to its size."""
+        slots = initial_slots(
+            self.config,
+            self.device,
+            self.dtype,
+            self.kv_cache_mode,
+            self.max_batch_size,
+            self.gpu_memory_utilization,
+        )
+        if self.kv_cache_mode != "on-demand":
+            self.batch_limit = min(self.max_batch_size, slots)
         return slots
 
     def _sync(self) -> None:
@@ -280,7 +257,7 @@ class Engine:
             self._waiting.clear()
             self._set_gauges()
         for request in leftovers:
-            self._emit(request, ErrorEvent("the server is shutting down", status=503))
+            emit(request, ErrorEvent("the server is shutting down", status=503))
 
     def _set_gauges(self) -> None:
         if self._metrics is not None:
@@ -297,7 +274,7 @@ class Engine:
             if request.cancelled:
                 continue
             if request.deadline is not None and now > request.deadline:
-                self._time_out(request, "in the queue")
+                time_out(request, "in the queue", self._metrics)
                 continue
             live.append(request)
         if not live:
@@ -312,11 +289,11 @@ class Engine:
         _, cache = self._require_model()
         if cache.slots >= needed:
             return True
-        target = bucket_for(needed, batch_buckets(self.batch_limit))
+        target = grown_size(needed, self.batch_limit)
         try:
             cache.resize(target, keep=len(self._running))
         except Exception as exc:
-            self._fail(joining, exc, "KV-cache growth")
+            fail(joining, exc, "KV-cache growth", self.device.type, self._metrics)
             return False
         if self._metrics is not None:
             self._metrics.kv_cache_bytes.set(cache.nbytes)
@@ -324,10 +301,10 @@ class Engine:
 
     def _release_idle_cache(self) -> None:
         """On demand: an idle engine gives its KV-cache memory back."""
-        if self.kv_cache_mode != "on-demand" or self._cache is None or self._cache.slots == 0:
+        if self._cache is None or not release_idle(
+            self._cache, self.kv_cache_mode, self.device.type
+        ):
             return
-        self._cache.resize(0, keep=0)
-        release_memory(self.device.type)
         if self._metrics is not None:
             self._metrics.kv_cache_bytes.set(0)
 
@@ -340,7 +317,7 @@ class Engine:
             logits = model.prefill(torch.tensor(prompt, device=self.device), cache, slot)
             token = int(logits.argmax().item())
         except Exception as exc:
-            self._fail([request], exc, "prefill")
+            fail([request], exc, "prefill", self.device.type, self._metrics)
             return
         if self._metrics is not None:
             self._metrics.prompt_tokens.inc(len(prompt))
@@ -363,7 +340,7 @@ class Engine:
             r = self._running[i]
             if r.request.deadline is not None and now > r.request.deadline:
                 self._remove(i)
-                self._time_out(r.request, "while generating")
+                time_out(r.request, "while generating", self._metrics)
 
     def _forward(self, running: list[_Running]) -> Tensor:
         model, cache = self._require_model()
@@ -390,7 +367,7 @@ class Engine:
         except Exception as exc:
             failed = [r.request for r in running]
             running.clear()
-            self._fail(failed, exc, "decode")
+            fail(failed, exc, "decode", self.device.type, self._metrics)
             return
         if self._metrics is not None:
             self._metrics.batch_size.observe(len(running))
@@ -420,7 +397,7 @@ class Engine:
             spent = now - running.request.arrival
             self._request_s += EWMA_ALPHA * (spent - self._request_s)
         event = TokenEvent(token_id=token, index=running.generated - 1, finish_reason=finish)
-        if not self._emit(running.request, event):
+        if not emit(running.request, event):
             running.failed = True
 
     def _remove(self, index: int) -> None:
@@ -432,35 +409,3 @@ class Engine:
             cache.move(last, index, moved.next_position)
             self._running[index] = moved
         self._running.pop()
-
-    # -- failures ----------------------------------------------------------------------------
-
-    def _time_out(self, request: GenerationRequest, where: str) -> None:
-        if self._metrics is not None:
-            self._metrics.rejected("timeout")
-        self._emit(request, ErrorEvent(f"request timed out {where}", status=504))
-
-    def _fail(self, requests: list[GenerationRequest], exc: Exception, stage: str) -> None:
-        kind = "oom" if is_oom(exc) else "other"
-        logger.warning(
-            "%s failed (%s) for %d request(s): %s: %s",
-            stage,
-            kind,
-            len(requests),
-            type(exc).__name__,
-            exc,
-        )
-        message = engine_failure(exc, kind, len(requests), self.device.type, self._metrics)
-        for request in requests:
-            self._emit(request, ErrorEvent(f"{message} during {stage}", status=503))
-
-    @staticmethod
-    def _emit(request: GenerationRequest, event: GenerationEvent) -> bool:
-        """Hand an event to the request's consumer; False (and cancel) if it is gone."""
-        try:
-            request.sink(event)
-        except Exception:
-            logger.debug("dropping a request whose consumer is gone", exc_info=True)
-            request.cancel()
-            return False
-        return True
