@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.platforms.local.process import free_port
+from tests.support.ports import free_port
+from tests.support.procs import running, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,30 +17,17 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def cuda_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     port = free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
+    log = tmp_path / "server.log"
+    with running(
         [sys.executable, "-m", "workloads.llm", "--host", "127.0.0.1", "--port", str(port),
          "--device", "cuda", "--model", "gpt2-small", "--replica-id", "gpu-0"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("CUDA server never became Ready")
+        cwd=ROOT, log_path=log,
+    ) as proc:  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        wait_http_ready(
+            proc, f"{url}/health/ready", timeout_s=180, name="CUDA server", log=log, interval_s=0.5
+        )
         yield url, proc
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
 
 
 def test_cuda_server_streams_and_holds_gpu_memory(cuda_server) -> None:  # type: ignore[no-untyped-def]

@@ -7,6 +7,7 @@ import sys
 import time
 
 from harness.telemetry.nvml import Nvml
+from tests.support.procs import Processes
 
 HOLD_MIB = 2048
 
@@ -20,11 +21,11 @@ sys.stdin.readline()
 """
 
 
-def test_nvml_sees_a_process_holding_gpu_memory() -> None:
+def test_nvml_sees_a_process_holding_gpu_memory(processes: Processes) -> None:
     nv = Nvml()
     assert nv.available and nv.gpu_count >= 1
     before = {(s, m): v for s, m, v in nv.sample()}
-    proc = subprocess.Popen(
+    proc = processes.start(
         [sys.executable, "-c", HOLDER],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

@@ -1,24 +1,26 @@
 """Shared integration fixtures.
 
 `llm_server`: the reference LLM server (`python -m workloads.llm`, tiny model on the CPU) as a
-real subprocess on a free port of 127.0.0.1, Ready before the test starts, killed afterwards.
-`run_llm_server` starts one with other arguments.
+real subprocess on a free port of 127.0.0.1, Ready before the test starts, stopped afterwards.
+`run_llm_server` starts one with other arguments. `node_loss_run`: one short real
+`gpuchaos run` of the node-loss experiment, shared by the end-to-end and report tests.
+Ports and processes come from tests/support (`free_port`, `running`, `wait_http_ready`).
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.support.ports import free_port
+from tests.support.procs import running, wait_http_ready
 
 ROOT = REPO_ROOT = Path(__file__).resolve().parents[2]
 LLM_READY_TIMEOUT_S = 60.0
@@ -38,23 +40,6 @@ class LLMServer:
         return self.log_path.read_text(errors="replace")
 
 
-def free_port() -> int:
-    """An ephemeral port of 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
 @contextmanager
 def run_llm_server(
     log_dir: Path,
@@ -64,8 +49,8 @@ def run_llm_server(
     module: str = "workloads.llm",
 ) -> Iterator[LLMServer]:
     """Start the server, wait until /health/ready says 200 (failing early, with its log, if it
-    exits first), yield it, and always stop it (SIGTERM, then SIGKILL). `module` picks the
-    workload (`workloads.classifier` serves /health/ready too)."""
+    exits first), yield it, and always stop it with its process group (SIGTERM, then SIGKILL).
+    `module` picks the workload (`workloads.classifier` serves /health/ready too)."""
     port = free_port()
     rid = replica_id or f"test-replica-{port}"
     log_path = log_dir / f"llm-{port}.log"
@@ -84,27 +69,16 @@ def run_llm_server(
         *extra_args,
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = LLMServer(f"http://127.0.0.1:{port}", port, proc, rid, log_path)
-    try:
-        deadline = time.monotonic() + ready_timeout
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                code = proc.poll()
-                if code is not None:
-                    pytest.fail(f"llm server exited with {code} before Ready:\n{server.log()}")
-                try:
-                    if client.get(f"{server.url}/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"llm server not Ready after {ready_timeout} s:\n{server.log()}")
-                time.sleep(0.05)
+    with running(cmd, cwd=REPO_ROOT, log_path=log_path, env=env) as proc:
+        server = LLMServer(f"http://127.0.0.1:{port}", port, proc, rid, log_path)
+        wait_http_ready(
+            proc,
+            f"{server.url}/health/ready",
+            timeout_s=ready_timeout,
+            name=f"{module} server",
+            log=log_path,
+        )
         yield server
-    finally:
-        _stop(proc)
 
 
 @pytest.fixture(scope="module")

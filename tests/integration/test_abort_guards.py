@@ -15,6 +15,8 @@ import psutil
 import pytest
 import yaml
 
+from tests.support.procs import Processes, alive, wait_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = {
     "duration_s": 40, "warmup_s": 5, "baseline_users": 3, "spike_start_s": 8,
@@ -33,13 +35,6 @@ def events(run_dir: Path) -> list[dict]:
         except ValueError:
             continue
     return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def run_cmd(experiment: Path, out: Path, **overrides: object) -> list[str]:
@@ -89,21 +84,21 @@ def test_stop_condition_stops_the_method(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_sigkilled_run_leaves_no_process_and_no_stopped_replica(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: Processes
 ) -> None:
     state = tmp_path / "state"
     monkeypatch.setenv("GPUCHAOS_STATE_DIR", str(state))
     out = tmp_path / "run"
-    proc = subprocess.Popen(
+    proc = processes.start(
         run_cmd(ROOT / "experiments" / "replica-hang.yaml", out, hang_s=60, recovery_wait_s=5),
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while not any(e["kind"] == "fault_effect" for e in events(out)):
-            assert proc.poll() is None, "the run ended before the fault"
-            assert time.monotonic() < deadline, "the replica was never hung"
-            time.sleep(0.1)
+        wait_ready(
+            proc, lambda: any(e["kind"] == "fault_effect" for e in events(out)),
+            timeout_s=120, name="the run", until="the replica was hung (fault_effect)",
+            log=out / "harness.log", interval_s=0.1,
+        )  # fmt: skip
         assert list((state / "faults").glob("*.json"))  # the hang is on record
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     finally:

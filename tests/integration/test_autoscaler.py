@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,7 @@ import httpx
 from harness.config import AutoscalerSpec, LocalPlatformSpec, NodeSpec, WorkloadSpec
 from harness.platforms.local import LocalPlatform
 from harness.timeline import Timeline
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+from tests.support.procs import wait_for
 
 
 def scale_events(timeline: Timeline) -> list[dict[str, Any]]:

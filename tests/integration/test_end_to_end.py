@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.integration.conftest import ROOT, gpuchaos_run_cmd
+from tests.support.procs import Processes, alive, wait_ready
 
 _cmd = gpuchaos_run_cmd
 
@@ -35,13 +34,6 @@ def _pids_started(events: list[dict]) -> list[int]:
     pids = [e["details"]["pid"] for e in events if e["kind"] == "replica_start"]
     pids += [e["details"]["pid"] for e in events if e["kind"] == "load_start"]
     return pids
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_run_completes_and_leaves_every_file(node_loss_run: tuple[Path, int, str]) -> None:
@@ -73,7 +65,7 @@ def test_killed_node_replicas_got_new_pids(node_loss_run: tuple[Path, int, str])
     assert restarted["details"]["pid"] not in killed
     # the survivor node was never touched
     assert not [e for e in events if e["kind"] == "node_down" and e["target"] == "node-b"]
-    assert all(not _alive(p) for p in _pids_started(events)), "a process outlived the run"
+    assert all(not alive(p) for p in _pids_started(events)), "a process outlived the run"
 
 
 def test_requests_failed_during_fault_and_recovered(node_loss_run: tuple[Path, int, str]) -> None:
@@ -138,37 +130,35 @@ def test_score_reproduces_scorecard(node_loss_run: tuple[Path, int, str]) -> Non
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_mid_fault_reverts_and_leaves_nothing(tmp_path: Path, sig: int) -> None:
+def test_signal_mid_fault_reverts_and_leaves_nothing(
+    tmp_path: Path, sig: int, processes: Processes
+) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(
+    proc = processes.start(
         _cmd(out, node_down_s=60, duration_s=90, spike_duration_s=30),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            tl = out / "timeline.jsonl"
-            if tl.is_file() and any(e["kind"] == "node_down" for e in _events(out)):
-                break
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the node was never taken down")
-        proc.send_signal(sig)
-        output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    tl = out / "timeline.jsonl"
+    wait_ready(
+        proc,
+        lambda: tl.is_file() and any(e["kind"] == "node_down" for e in _events(out)),
+        timeout_s=120,
+        name="the run",
+        until="the node was taken down (node_down)",
+        interval_s=0.2,
+    )
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, output
     assert "interrupted" in output
     events = _events(out)
     kinds = [e["kind"] for e in events]
     assert "abort" in kinds and "fault_end" in kinds
     assert any(e["kind"] == "node_up" and e["target"] == "node-a" for e in events)
-    assert all(not _alive(p) for p in _pids_started(events)), "a process outlived the run"
+    assert all(not alive(p) for p in _pids_started(events)), "a process outlived the run"
     card = json.loads((out / "scorecard.json").read_text())
     assert card["verdict"] == "aborted"
     assert os.path.getsize(out / "requests.csv") > 0

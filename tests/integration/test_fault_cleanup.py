@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from harness.faults.procfs import address_space_limit, proc_state, start_time
 from harness.faults.state import Target, new_record
+from tests.support.procs import Processes, gone, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,41 +39,28 @@ time.sleep(300)
 """
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GPUCHAOS_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "state" / "faults"
 
 
+Victims = tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]
+
+
 @pytest.fixture
-def victims() -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
-    """Two processes that are not children of the harness under test."""
-    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]) for _ in "ab"]
-    try:
-        yield procs[0], procs[1]
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+def victims(processes: Processes) -> Victims:
+    """Two processes that are not children of the harness under test (in the test's process
+    group, as before: not group leaders)."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    procs = [processes.start(sleeper, own_group=False) for _ in "ab"]
+    return procs[0], procs[1]
 
 
-def start_harness(hang: int, limit: int, ttl: float) -> tuple[subprocess.Popen[str], dict]:
-    proc = subprocess.Popen(
+def start_harness(
+    processes: Processes, hang: int, limit: int, ttl: float
+) -> tuple[subprocess.Popen[str], dict]:
+    proc = processes.start(
         [sys.executable, "-c", HARNESS, str(hang), str(limit), str(ttl)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -100,9 +86,11 @@ def assert_reverted(hang: int, limit: int, info: dict, state: Path, timeout: flo
     wait_for(lambda: all(gone(p) for p in info["reverters"]), 3.0, "the reverters to exit")
 
 
-def test_sigkilled_harness_leaves_nothing(state: Path, victims) -> None:  # type: ignore[no-untyped-def]
+def test_sigkilled_harness_leaves_nothing(
+    state: Path, victims: Victims, processes: Processes
+) -> None:
     hang, limit = victims
-    harness, info = start_harness(hang.pid, limit.pid, ttl=300)
+    harness, info = start_harness(processes, hang.pid, limit.pid, ttl=300)
     try:
         assert_injected(hang.pid, limit.pid, info, state)
     finally:
@@ -113,9 +101,11 @@ def test_sigkilled_harness_leaves_nothing(state: Path, victims) -> None:  # type
     print(f"reverted {time.monotonic() - t0:.2f} s after the harness was SIGKILLed")
 
 
-def test_time_to_live_reverts_while_the_harness_lives(state: Path, victims) -> None:  # type: ignore[no-untyped-def]
+def test_time_to_live_reverts_while_the_harness_lives(
+    state: Path, victims: Victims, processes: Processes
+) -> None:
     hang, limit = victims
-    harness, info = start_harness(hang.pid, limit.pid, ttl=3.0)
+    harness, info = start_harness(processes, hang.pid, limit.pid, ttl=3.0)
     try:
         assert_injected(hang.pid, limit.pid, info, state)
         assert_reverted(hang.pid, limit.pid, info, state, timeout=10.0)
@@ -125,9 +115,11 @@ def test_time_to_live_reverts_while_the_harness_lives(state: Path, victims) -> N
         harness.wait()
 
 
-def test_gpuchaos_cleanup_reverts_a_dead_runs_faults(state: Path, victims) -> None:  # type: ignore[no-untyped-def]
+def test_gpuchaos_cleanup_reverts_a_dead_runs_faults(
+    state: Path, victims: Victims, processes: Processes
+) -> None:
     hang, limit = victims
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = processes.start([sys.executable, "-c", "pass"], own_group=False)
     dead.wait()
     # what a dead run left: a stopped process and a lowered limit, with no reverter
     os.kill(hang.pid, signal.SIGSTOP)

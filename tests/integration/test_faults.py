@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,28 +21,14 @@ from harness.errors import FaultNoEffect, PlatformError
 from harness.faults.procfs import address_space_limit, proc_state
 from harness.platforms.local import LocalPlatform
 from harness.timeline import Timeline
+from tests.support.procs import alive, wait_for
 
 READY_TIMEOUT_S = 60.0
 COMPLETION = {"prompt": "hello there", "max_tokens": 4}
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def events(ctx: RunContext, mark: int, kind: str) -> list[dict[str, Any]]:
     return [e for e in ctx.timeline.events[mark:] if e["kind"] == kind]
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def serves(ctx: RunContext, replica: str) -> bool:

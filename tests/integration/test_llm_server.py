@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import LLM_READY_TIMEOUT_S, REPO_ROOT, LLMServer, free_port
+from tests.integration.conftest import LLM_READY_TIMEOUT_S, REPO_ROOT, LLMServer
+from tests.support.ports import free_port
+from tests.support.procs import Processes
 
 
 def _complete(server: LLMServer, **body: Any) -> httpx.Response:
@@ -197,40 +198,34 @@ def test_metrics_count_tokens_and_batching(llm_server: LLMServer) -> None:
     assert _value(final, "gpuchaos_oom_total") == 0
 
 
-def test_live_before_ready_and_clean_sigterm(tmp_path: Path) -> None:
+def test_live_before_ready_and_clean_sigterm(tmp_path: Path, processes: Processes) -> None:
     port = free_port()
     log_path = tmp_path / "llm.log"
     cmd = [sys.executable, "-m", "workloads.llm", "--port", str(port), "--replica-id", "early"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc = processes.start(cmd, cwd=REPO_ROOT, log_path=log_path)
     url = f"http://127.0.0.1:{port}"
     seen_loading = False
-    try:
-        deadline = time.monotonic() + LLM_READY_TIMEOUT_S
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    ready = client.get(f"{url}/health/ready")
-                except httpx.TransportError:
-                    time.sleep(0.02)
-                    continue
-                if ready.status_code == 200:
-                    break
-                assert ready.status_code == 503
-                assert ready.headers["x-replica-id"] == "early"
-                assert client.get(f"{url}/health/live").status_code == 200
-                loading = client.post(f"{url}/v1/completions", json={"prompt": "x"})
-                assert loading.status_code == 503
-                seen_loading = True
+    deadline = time.monotonic() + LLM_READY_TIMEOUT_S
+    with httpx.Client(timeout=2) as client:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = client.get(f"{url}/health/ready")
+            except httpx.TransportError:
                 time.sleep(0.02)
-        assert proc.poll() is None, log_path.read_text()
-        proc.send_signal(signal.SIGTERM)
-        # uvicorn shuts down gracefully, then re-raises the signal (the usual exit status).
-        assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+                continue
+            if ready.status_code == 200:
+                break
+            assert ready.status_code == 503
+            assert ready.headers["x-replica-id"] == "early"
+            assert client.get(f"{url}/health/live").status_code == 200
+            loading = client.post(f"{url}/v1/completions", json={"prompt": "x"})
+            assert loading.status_code == 503
+            seen_loading = True
+            time.sleep(0.02)
+    assert proc.poll() is None, log_path.read_text()
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal (the usual exit status).
+    assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
     assert seen_loading, "the port was not bound before the model was ready"
     log = log_path.read_text()
     assert "startup import" in log and "warm-up" in log

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from harness.load import LocustRunner
 from harness.records import COLUMNS, OPTIONAL_COLUMNS
 from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline, read_timeline
+from tests.support.ports import free_port
 
 
 def _spec(**shape: float) -> dict[str, Any]:
@@ -39,21 +38,6 @@ def _locust_totals(run_dir: Path) -> tuple[int, int]:
             if row["Name"] == "Aggregated":
                 return int(row["Request Count"]), int(row["Failure Count"])
     raise AssertionError("no Aggregated row in locust_stats.csv")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections (kernel backlog) and never answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(128)
-        yield int(s.getsockname()[1])
 
 
 def _no_child(pid: int) -> bool:
@@ -138,7 +122,7 @@ def test_stop_midway_is_prompt_and_keeps_the_summary(llm_server: Any, tmp_path: 
 
 @pytest.mark.parametrize("target", ["refused", "silent"])
 def test_failures_are_records(target: str, silent_port: int, tmp_path: Path) -> None:
-    port = _free_port() if target == "refused" else silent_port
+    port = free_port() if target == "refused" else silent_port
     spec = LoadSpec(
         shape=SpikeShape.model_validate(_spec(duration_s=2)), wait_s=0.05, request_timeout_s=0.5
     )

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from harness.config import LocalPlatformSpec, NodeSpec, WorkloadSpec
 from harness.errors import PlatformError, WorkloadNotReady
 from harness.platforms.local import LocalPlatform
 from harness.timeline import Timeline
+from tests.support.procs import Processes, gone, wait_for
 
 READY_TIMEOUT_S = 60.0
 COMPLETION = {"prompt": "hello there", "max_tokens": 4}
@@ -54,14 +55,6 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPla
 
 def child_pids() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True)}
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def events_since(timeline: Timeline, mark: int, kind: str) -> list[dict[str, Any]]:
@@ -248,15 +241,8 @@ time.sleep(120)
 """
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def test_replicas_die_with_a_killed_harness(tmp_path: Path) -> None:
-    harness = subprocess.Popen(
+def test_replicas_die_with_a_killed_harness(tmp_path: Path, processes: Processes) -> None:
+    harness = processes.start(
         [sys.executable, "-c", HARNESS_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import ROOT, gpuchaos_run_cmd
+from tests.support.procs import Processes, wait_ready
 
 _cmd = gpuchaos_run_cmd
 
@@ -147,31 +148,27 @@ def test_report_opens_in_headless_chromium(
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
 
 
-def test_aborted_run_still_writes_reports(tmp_path: Path) -> None:
+def test_aborted_run_still_writes_reports(tmp_path: Path, processes: Processes) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(
+    proc = processes.start(
         _cmd(out, duration_s=60, warmup_s=30, spike_start_s=40, spike_duration_s=10),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            tl = out / "timeline.jsonl"
-            if tl.is_file() and '"load_start"' in tl.read_text():
-                break
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the load never started")
-        time.sleep(2)
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    tl = out / "timeline.jsonl"
+    wait_ready(
+        proc,
+        lambda: tl.is_file() and '"load_start"' in tl.read_text(),
+        timeout_s=120,
+        name="the run",
+        until="the load started (load_start)",
+        interval_s=0.2,
+    )
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=90)
     assert proc.returncode == 2, output
     root = ET.parse(out / "junit.xml").getroot()
     error = root.find("./testsuite/testcase[@name='run']/error")
