@@ -2,7 +2,8 @@
 
 :func:`load_run` reads the scorecard (scoring the folder when ``scorecard.json`` is
 missing), the resolved experiment, the request records, the timeline and the telemetry.
-:func:`per_second_figures` turns the requests into the per-second series the plots show.
+:func:`per_second_figures` gives the per-second series the plots show: the scorer's own
+(:func:`harness.scoring.per_second`), so a plot never disagrees with the verdict.
 """
 
 from __future__ import annotations
@@ -14,23 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from harness.config import HarnessSpec, SLOSpec
 from harness.errors import ReportError
-from harness.rundir import EXPERIMENT_FILE, SCORECARD_FILE, TELEMETRY_FILE
-from harness.scoring import (
-    effective_latency_ms,
-    effective_ttft_ms,
-    failed_mask,
-    fault_pairs,
-)
+from harness.rundir import EXPERIMENT_FILE, SCORECARD_FILE, RunDir
+from harness.scoring import per_second, read_telemetry
 from harness.scoring.rundir import load_run_spec, read_run_logs, score_run_dir
 
 log = logging.getLogger(__name__)
-
-TELEMETRY_COLUMNS = ("time", "source", "metric", "value")
 
 
 @dataclass
@@ -75,31 +68,14 @@ class RunData:
         return max(0.0, self.load_end - self.t0)
 
 
-def read_telemetry(path: Path) -> pd.DataFrame:
-    """``telemetry.csv`` as a frame (time, source, metric, value); torn lines are skipped."""
-    if not path.is_file():
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in TELEMETRY_COLUMNS})
-    df = pd.read_csv(
-        path,
-        on_bad_lines="skip",
-        dtype={"source": "string", "metric": "string"},
-        engine="c",
-    )
-    missing = [c for c in TELEMETRY_COLUMNS if c not in df.columns]
-    if missing:
-        raise ReportError(f"{path}: not a telemetry file (missing {', '.join(missing)})")
-    df["time"] = pd.to_numeric(df["time"], errors="coerce")
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    return df.dropna(subset=["time", "value"]).reset_index(drop=True)
-
-
 def load_run(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> RunData:
     """Read a run folder; raises :class:`ReportError` when it is not one."""
     run_dir = Path(run_dir)
-    if not (run_dir / EXPERIMENT_FILE).is_file():
+    paths = RunDir(run_dir)
+    if not paths.experiment.is_file():
         raise ReportError(f"{run_dir}: not a run folder (no {EXPERIMENT_FILE})")
     if scorecard is None:
-        card_path = run_dir / SCORECARD_FILE
+        card_path = paths.scorecard
         if card_path.is_file():
             try:
                 scorecard = json.loads(card_path.read_text(encoding="utf-8"))
@@ -115,7 +91,7 @@ def load_run(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> Ru
         log.warning("%s: experiment unreadable (%s); reporting without SLOs", run_dir, exc)
         spec = None
     requests, timeline = read_run_logs(run_dir)
-    telemetry = read_telemetry(run_dir / TELEMETRY_FILE)
+    telemetry = read_telemetry(paths.telemetry, missing_ok=True)
     run = scorecard.get("run") or {}
     t0 = run.get("t0")
     if not t0:
@@ -127,7 +103,7 @@ def load_run(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> Ru
     return RunData(
         run_dir=run_dir,
         scorecard=scorecard,
-        experiment_text=(run_dir / EXPERIMENT_FILE).read_text(encoding="utf-8"),
+        experiment_text=paths.experiment.read_text(encoding="utf-8"),
         spec=spec,
         requests=requests,
         timeline=timeline,
@@ -137,94 +113,12 @@ def load_run(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> Ru
     )
 
 
-#: columns of :func:`per_second_figures`
-FIGURE_COLUMNS = (
-    "second",
-    "requests",
-    "errors",
-    "error_rate",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "ttft_p50_ms",
-    "ttft_p95_ms",
-    "throughput_rps",
-    "goodput_rps",
-)
-
-
-def goodput_limits(slos: SLOSpec) -> tuple[float | None, float | None]:
-    """(latency, TTFT) limits a successful request must meet to count as goodput: the
-    tightest tail objective that is set (p99, else p95, else p50 latency; p99, else p95 TTFT),
-    the scorer's definition of a good request."""
-
-    def first(*names: str) -> float | None:
-        for name in names:
-            value = getattr(slos, name, None)
-            if value is not None:
-                return float(value)
-        return None
-
-    return (
-        first("p99_latency_ms", "p95_latency_ms", "p50_latency_ms"),
-        first("ttft_p99_ms", "ttft_p95_ms"),
-    )
-
-
 def per_second_figures(data: RunData) -> pd.DataFrame:
-    """One row per second since ``t0`` (requests bucketed by end time): counts, error rate,
-    effective latency p50/p95/p99 and TTFT p50/p95 (failed requests count as at least the
-    client timeout, as in the scorecard), throughput (successes/s) and goodput (successes/s
-    that also met the latency and TTFT objectives that are set)."""
-    df = data.requests
-    size = max(1, math.ceil(data.duration_s))
-    if len(df):
-        size = max(size, int(np.floor(df["end"].max() - data.t0)) + 1)
-    out = pd.DataFrame({"second": np.arange(size)})
-    if not len(df):
-        for c in FIGURE_COLUMNS[1:]:
-            out[c] = 0.0 if c in ("requests", "errors", "throughput_rps", "goodput_rps") else np.nan
-        return out
-    failed = failed_mask(df)
-    lat = effective_latency_ms(df, data.timeout_ms, failed=failed)
-    ttft = effective_ttft_ms(df, data.timeout_ms, failed=failed)
-    sec = np.clip(np.floor(df["end"].to_numpy(dtype="float64") - data.t0), 0, size - 1)
-    good = ~failed.to_numpy(dtype=bool)
-    met = good.copy()
-    lat_limit, ttft_limit = goodput_limits(data.slos)
-    if lat_limit is not None:
-        met &= lat.to_numpy() <= lat_limit
-    if ttft_limit is not None:
-        met &= ~(ttft.to_numpy() > ttft_limit)  # no TTFT (non-streaming) does not count against
-    frame = pd.DataFrame(
-        {
-            "second": sec.astype(np.int64),
-            "lat": lat.to_numpy(),
-            "ttft": ttft.to_numpy(),
-            "failed": ~good,
-            "ok": good,
-            "met": met,
-        }
-    )
-    g = frame.groupby("second")
-    agg = pd.DataFrame(
-        {
-            "requests": g.size(),
-            "errors": g["failed"].sum(),
-            "p50_ms": g["lat"].quantile(0.5),
-            "p95_ms": g["lat"].quantile(0.95),
-            "p99_ms": g["lat"].quantile(0.99),
-            "ttft_p50_ms": g["ttft"].quantile(0.5),
-            "ttft_p95_ms": g["ttft"].quantile(0.95),
-            "throughput_rps": g["ok"].sum(),
-            "goodput_rps": g["met"].sum(),
-        }
-    )
-    out = out.join(agg, on="second")
-    for c in ("requests", "errors", "throughput_rps", "goodput_rps"):
-        out[c] = out[c].fillna(0).astype("float64")
-    out["error_rate"] = np.where(out["requests"] > 0, out["errors"] / out["requests"], np.nan)
-    return out[list(FIGURE_COLUMNS)]
+    """The scorer's per-second frame of the run (:func:`harness.scoring.per_second`: counts,
+    error rate, effective latency and TTFT percentiles, throughput, goodput by the run's
+    SLOs, TPOT included), over the load and at least one second, as the plots draw it."""
+    until = max(data.load_end, data.t0 + 1.0)
+    return per_second(data.requests, data.t0, data.timeout_ms, until=until, slos=data.slos)
 
 
 def telemetry_series(data: RunData, source: str, metric: str) -> tuple[list[float], list[float]]:
@@ -250,19 +144,3 @@ def with_gaps(xs: list[float], ys: list[float], gap_s: float) -> tuple[list[floa
         out_x.append(x)
         out_y.append(y)
     return out_x, out_y
-
-
-def fault_windows(data: RunData) -> list[tuple[float, float, str]]:
-    """(start, end, label) of every fault in seconds since ``t0``, paired as the scorecard
-    pairs them; a fault that never ended lasts until the load ended."""
-    out: list[tuple[float, float, str]] = []
-    for start, end in fault_pairs(data.timeline):
-        target = str(start.get("target", ""))
-        details = start.get("details")
-        fault = str((details if isinstance(details, dict) else {}).get("fault") or "fault")
-        label = f"{fault} {target}"
-        if end is None:
-            out.append((float(start["time"]) - data.t0, data.duration_s, label + " (not reverted)"))
-        else:
-            out.append((float(start["time"]) - data.t0, float(end["time"]) - data.t0, label))
-    return sorted(out)

@@ -17,14 +17,10 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__
-from harness.report.data import (
-    RunData,
-    fault_windows,
-    per_second_figures,
-    telemetry_series,
-)
+from harness.report.data import RunData, per_second_figures, telemetry_series
 from harness.report.svg import Chart, Series, Window, render
 from harness.rundir import RunDir
+from harness.scoring import fault_windows
 
 #: After layout, counts the plots the browser actually drew (a box with a size and at least
 #: one drawn line) into ``<body data-plots-rendered>``: what the headless-browser test reads.
@@ -183,7 +179,8 @@ def _plots(data: RunData) -> list[Chart]:
     sec = per_second_figures(data)
     x = [float(s) + 0.5 for s in sec["second"].tolist()]
     x_max = max(data.duration_s, float(len(sec)))
-    windows = [Window(s, e, label) for s, e, label in fault_windows(data)]
+    faults = fault_windows(data.timeline, t0=data.t0, open_until=data.load_end, labels=True)
+    windows = [Window(s, e, label) for s, e, label in sorted(faults)]
     slos = data.slos
     charts: list[Chart] = []
 

@@ -1,6 +1,6 @@
-"""Run analytics beyond recovery: phases, evaluation windows, error budget, autoscaler
-reaction and GPU utilization. All times are unix seconds unless a name ends in ``_s`` and
-says "from t0".
+"""Run analytics beyond recovery: phases, evaluation windows, error budget and autoscaler
+reaction (GPU utilization is in :mod:`harness.scoring.gpu`). All times are unix seconds
+unless a name ends in ``_s`` and says "from t0".
 
 Definitions:
 
@@ -28,27 +28,18 @@ Definitions:
   scale-up (``direction: up``, replicas ``added``, or ``to``/``desired`` above ``from``;
   ``decision_s``), and to the first ``replica_ready`` after that event, of the replica it
   names (``replica`` or the first of ``added``) when it names one (``replica_ready_s``).
-- **GPU utilization**: ``utilization_pct`` samples of sources ``gpu0``, ``gpu1``, ... in
-  ``telemetry.csv`` within the load. Per GPU the mean of its samples; ``gpu_seconds`` = GPUs
-  x load duration; ``idle_gpu_s`` = sum over GPUs of load duration x (1 - mean/100) (gaps
-  between samples are assumed to look like the samples). With ``price_per_gpu_hour``:
-  ``cost`` = price x gpu_seconds / 3600 and ``idle_cost`` = price x idle_gpu_s / 3600.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from harness.config import SLOSpec
-from harness.errors import ScoringError
 from harness.scoring.slis import RequestArrays, figures
 
 log = logging.getLogger(__name__)
@@ -72,8 +63,6 @@ WINDOWED: dict[str, tuple[str, str]] = {
     "throughput_rps": ("throughput_rps", ">="),
     "goodput_rps": ("goodput_rps", ">="),
 }
-
-_GPU_SOURCE = re.compile(r"^gpu\d+$")
 
 
 def _is_number(value: Any) -> bool:
@@ -382,67 +371,4 @@ def autoscaler_reaction(timeline: Sequence[Mapping[str, Any]], t0: float) -> dic
         result["note"] = "no replica became Ready after the scale-up"
     if not spikes:
         result["note"] = "no spike phase in the timeline: measured from the load start"
-    return result
-
-
-def read_telemetry(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """``telemetry.csv`` (``time,source,metric,value``); bad or torn lines are skipped."""
-    try:
-        frame = pd.read_csv(
-            path,
-            usecols=["time", "source", "metric", "value"],
-            dtype={"source": "str", "metric": "str"},
-            on_bad_lines="skip",
-            engine="c",
-        )
-    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ScoringError(f"{os.fspath(path)}: unreadable telemetry: {exc}") from exc
-    for col in ("time", "value"):
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return frame.dropna(subset=["time", "value"])
-
-
-def gpu_figures(
-    telemetry: pd.DataFrame | None,
-    t0: float,
-    load_end: float,
-    price_per_gpu_hour: float | None,
-) -> dict[str, Any]:
-    """GPU utilization, idle GPU-seconds and cost (see module)."""
-    result: dict[str, Any] = {"price_per_gpu_hour": price_per_gpu_hour}
-    if telemetry is None or telemetry.empty:
-        samples = pd.DataFrame(columns=["time", "source", "value"])
-    else:
-        inside = (
-            (telemetry["metric"] == "utilization_pct")
-            & telemetry["source"].astype("str").str.match(_GPU_SOURCE)
-            & (telemetry["time"] >= t0)
-            & (telemetry["time"] <= load_end)
-        )
-        samples = telemetry.loc[inside, ["time", "source", "value"]]
-    if samples.empty:
-        result.update(gpus=0, utilization_pct=None, idle_gpu_s=None, cost=None, idle_cost=None)
-        result["note"] = "no GPU telemetry (no gpuN utilization_pct samples during the load)"
-        return result
-    duration = max(0.0, load_end - t0)
-    per_gpu = samples.groupby("source")["value"].mean().clip(0.0, 100.0).sort_index()
-    gpu_seconds = duration * len(per_gpu)
-    idle = float((duration * (1.0 - per_gpu / 100.0)).sum())
-    result.update(
-        gpus=len(per_gpu),
-        samples=len(samples),
-        utilization_pct=float(per_gpu.mean()),
-        per_gpu_utilization_pct={str(k): float(v) for k, v in per_gpu.items()},
-        gpu_seconds=gpu_seconds,
-        idle_gpu_s=idle,
-    )
-    if price_per_gpu_hour is None:
-        result.update(cost=None, idle_cost=None)
-    else:
-        result.update(
-            cost=price_per_gpu_hour * gpu_seconds / 3600.0,
-            idle_cost=price_per_gpu_hour * idle / 3600.0,
-        )
-    if float(per_gpu.mean()) < 60.0:
-        result["note"] = "mean GPU utilization under 60%: capacity paid for and idle"
     return result

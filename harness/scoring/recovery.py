@@ -1,7 +1,7 @@
 """Recovery analytics: which seconds hold the SLOs, and how a fault bent them.
 
 Definitions (all figures in seconds relative to the fault start ``f``; seconds are the
-per-second buckets of :func:`harness.scoring.slis.per_second`, bucket ``s`` covering
+per-second buckets of :func:`harness.scoring.persecond.per_second`, bucket ``s`` covering
 ``[t0 + s, t0 + s + 1)``):
 
 - A second **holds** when every *set* per-second objective of the :class:`SLOSpec` is met:

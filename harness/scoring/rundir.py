@@ -16,15 +16,15 @@ import yaml
 from pydantic import ValidationError
 
 from harness import __version__
-from harness.config import HarnessSpec
+from harness.config import EXTENSION_NAME, HarnessSpec
 from harness.errors import ConfigError, ScoringError
-from harness.experiment import EXTENSION_NAME
 from harness.records import COLUMNS
 from harness.rundir import EXPERIMENT_FILE, RunDir
-from harness.scoring.analytics import read_telemetry
+from harness.scoring.gpu import read_telemetry
+from harness.scoring.persecond import per_second, write_per_second
 from harness.scoring.resilience import litmus_style
-from harness.scoring.scorecard import build_scorecard, write_per_second
-from harness.scoring.slis import per_second, read_requests
+from harness.scoring.scorecard import build_scorecard
+from harness.scoring.slis import read_requests
 from harness.timeline import read_timeline
 
 log = logging.getLogger(__name__)
@@ -131,5 +131,5 @@ def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
         )
         t0 = card["run"].get("t0")
         if t0 is not None and len(requests):
-            write_per_second(per_second(requests, t0, timeout_ms), paths.slis)
+            write_per_second(per_second(requests, t0, timeout_ms, slos=spec.slos), paths.slis)
     return card

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,16 +38,18 @@ from harness.scoring.analytics import (
     PHASES,
     autoscaler_reaction,
     error_budget,
-    gpu_figures,
     load_phases,
     phase_windows,
     resolve_window,
     rolling_worst,
     window_figures,
 )
+from harness.scoring.gpu import gpu_figures
+from harness.scoring.persecond import per_second
 from harness.scoring.recovery import analyze_recovery
 from harness.scoring.resilience import resilience_score
-from harness.scoring.slis import RequestArrays, figures, goodput_thresholds, per_second
+from harness.scoring.slis import RequestArrays, figures, goodput_thresholds
+from harness.scoring.spans import events_of, fault_windows, run_window
 
 log = logging.getLogger(__name__)
 
@@ -72,93 +73,14 @@ SLO_ORDER: tuple[tuple[str, str, str], ...] = (
 EXIT_CODES = {"pass": 0, "fail": 1, "aborted": 2}
 
 
-def _events(timeline: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
-    found = [e for e in timeline if e.get("kind") == kind and _is_number(e.get("time"))]
-    return sorted(found, key=lambda e: float(e["time"]))
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _within_shape(table: pd.DataFrame, timeline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The seconds of the load shape itself: Locust keeps finishing in-flight requests for a
     moment after its shape ended, and those partial seconds are not the service's doing."""
-    starts = _events(timeline, "load_start")
+    starts = events_of(timeline, "load_start")
     duration = (starts[0].get("details") or {}).get("duration_s") if starts else None
     if duration is None:
         return table
     return table[table["second"] < math.floor(float(duration))]
-
-
-def run_window(
-    requests: pd.DataFrame, timeline: Sequence[Mapping[str, Any]]
-) -> tuple[float, float]:
-    """``(t0, load_end)`` of a run as unix seconds (see module); ``(0.0, 0.0)`` with no data."""
-    starts = _events(timeline, "load_start")
-    if starts:
-        t0 = float(starts[0]["time"])
-    elif len(requests):
-        t0 = float(requests["start"].min())
-    else:
-        times = [float(e["time"]) for e in timeline if _is_number(e.get("time"))]
-        t0 = min(times) if times else 0.0
-    ends = [e for e in _events(timeline, "load_end") if float(e["time"]) >= t0]
-    if ends:
-        load_end = float(ends[0]["time"])
-    elif len(requests):
-        load_end = float(requests["end"].max())
-    else:
-        load_end = t0
-    return t0, max(t0, load_end)
-
-
-def fault_pairs(
-    timeline: Sequence[Mapping[str, Any]],
-) -> list[tuple[Mapping[str, Any], Mapping[str, Any] | None]]:
-    """Every ``fault_start`` event, in time order, with its ``fault_end``: the first of the
-    same target at or after it that no earlier fault took (``None`` when it never ended)."""
-    ends = _events(timeline, "fault_end")
-    taken: set[int] = set()
-    out: list[tuple[Mapping[str, Any], Mapping[str, Any] | None]] = []
-    for start in _events(timeline, "fault_start"):
-        target = str(start.get("target", ""))
-        match: Mapping[str, Any] | None = None
-        for i, end in enumerate(ends):
-            if (
-                i not in taken
-                and str(end.get("target", "")) == target
-                and float(end["time"]) >= float(start["time"])
-            ):
-                taken.add(i)
-                match = end
-                break
-        out.append((start, match))
-    return out
-
-
-def fault_windows(
-    timeline: Sequence[Mapping[str, Any]],
-) -> list[tuple[float, float | None, str]]:
-    """``(fault_start, fault_end, target)`` of every fault (see :func:`fault_pairs`)."""
-    return [
-        (
-            float(start["time"]),
-            None if end is None else float(end["time"]),
-            str(start.get("target", "")),
-        )
-        for start, end in fault_pairs(timeline)
-    ]
-
-
-def fault_window(
-    timeline: Sequence[Mapping[str, Any]],
-) -> tuple[float | None, float | None, str | None]:
-    """``(fault_start, fault_end, target)`` of the first fault; all None without one."""
-    windows = fault_windows(timeline)
-    if not windows:
-        return None, None, None
-    return windows[0]
 
 
 #: The figures of each fault kept in ``recovery.per_fault``.
@@ -356,8 +278,10 @@ def build_scorecard(
     if start is None:
         recovery: dict[str, Any] = {"fault": False}
     else:
-        table = _within_shape(per_second(requests, t0, timeout_ms, until=load_end), timeline)
-        ready = _events(timeline, "replica_ready")
+        table = _within_shape(
+            per_second(requests, t0, timeout_ms, until=load_end, slos=slos), timeline
+        )
+        ready = events_of(timeline, "replica_ready")
         analyses = [
             analyze_recovery(table, t0, begin, finish, slos, ready, requests=requests)
             for begin, finish, _who in windows
@@ -381,7 +305,7 @@ def build_scorecard(
     phase_block["load"] = [
         {"name": p["name"], "start_s": p["start"] - t0, "end_s": p["end"] - t0} for p in loads
     ]
-    aborts = _events(timeline, "abort")
+    aborts = events_of(timeline, "abort")
     scorecard: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "meta": dict(meta),
@@ -420,137 +344,3 @@ def build_scorecard(
     )
     cleaned: dict[str, Any] = _clean(scorecard)
     return cleaned
-
-
-def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        text = f"{value:.4f}" if unit == "ratio" else f"{value:.1f}"
-    else:
-        text = str(value)
-    if unit and unit != "ratio":
-        text += f" {unit}"
-    return text
-
-
-def _recovery_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
-    rec = scorecard.get("recovery") or {}
-    if not rec.get("fault"):
-        return [("fault", "none (never injected)")]
-    pairs = [
-        ("fault", f"{rec.get('fault_target') or '-'} at {_fmt(rec.get('fault_start'), 's')}"),
-        ("time to detect", _fmt(rec.get("time_to_detect_s"), "s")),
-        (
-            "time to recover",
-            _fmt(rec.get("time_to_recover_s"), "s") if rec.get("recovered") else "not recovered",
-        ),
-        ("capacity return", _fmt(rec.get("capacity_return_s"), "s")),
-        ("requests lost", _fmt(rec.get("requests_lost"))),
-    ]
-    worst = [f"p99 {_fmt(rec.get('worst_p99_ms'), 'ms')}"]
-    worst.append(f"errors {_fmt(rec.get('worst_error_rate'), 'ratio')}")
-    if rec.get("worst_throughput_ratio") is not None:
-        worst.append(f"throughput x{rec['worst_throughput_ratio']:.2f}")
-    pairs.append(("worst second", ", ".join(worst)))
-    faults = rec.get("per_fault") or []
-    if len(faults) > 1:
-        for i, f in enumerate(faults, 1):
-            pairs.append((f"fault {i}", fault_line(f)))
-    return pairs
-
-
-def fault_line(f: Mapping[str, Any]) -> str:
-    """One fault of ``recovery.per_fault`` in a line."""
-    recover = _fmt(f.get("time_to_recover_s"), "s") if f.get("recovered") else "not recovered"
-    return (
-        f"{f.get('target') or '-'} {_fmt(f.get('start_s'), 's')}-{_fmt(f.get('end_s'), 's')}: "
-        f"detect {_fmt(f.get('time_to_detect_s'), 's')}, recover {recover}, "
-        f"lost {_fmt(f.get('requests_lost'))}"
-    )
-
-
-def _analytics_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    auto = scorecard.get("autoscaler") or {}
-    if auto.get("autoscaler"):
-        pairs.append(
-            (
-                "autoscaler",
-                f"scale-up {_fmt(auto.get('decision_s'), 's')}, "
-                f"replica Ready {_fmt(auto.get('replica_ready_s'), 's')} after the spike",
-            )
-        )
-    else:
-        pairs.append(("autoscaler", str(auto.get("note") or "none")))
-    budget = scorecard.get("error_budget") or {}
-    if budget.get("objective") is None:
-        pairs.append(("error budget", "n/a (no availability or error_rate objective)"))
-    else:
-        spent = budget.get("spent")
-        text = "n/a" if spent is None else f"{100.0 * spent:.1f}% spent"
-        burn = budget.get("burn_rate")
-        text += f", burn rate {'n/a' if burn is None else f'{burn:.2f}'}"
-        pairs.append((f"error budget ({budget.get('window')})", text))
-    good = scorecard.get("goodput") or {}
-    ratio = good.get("goodput_ratio")
-    pairs.append(
-        (
-            "goodput",
-            f"{_fmt(good.get('goodput_rps'), 'rps')}"
-            + ("" if ratio is None else f" ({100.0 * ratio:.2f}% of requests)"),
-        )
-    )
-    gpu = scorecard.get("gpu") or {}
-    if not gpu.get("gpus"):
-        pairs.append(("GPU", "no GPU telemetry"))
-    else:
-        text = (
-            f"{gpu['gpus']} GPU(s), {_fmt(gpu.get('utilization_pct'))}% busy, "
-            f"{_fmt(gpu.get('idle_gpu_s'), 's')} idle GPU-time"
-        )
-        if gpu.get("cost") is not None:
-            text += f", cost {gpu['cost']:.4f} (idle {gpu['idle_cost']:.4f})"
-        pairs.append(("GPU", text))
-    score = scorecard.get("score") or {}
-    krkn, litmus = score.get("krkn_style"), score.get("litmus_style")
-    pairs.append(
-        (
-            "score",
-            f"{_fmt(score.get('value'))} / 100 (Krkn-style {_fmt(krkn)}, "
-            f"Litmus-style {_fmt(litmus)})",
-        )
-    )
-    return pairs
-
-
-def scorecard_table(scorecard: Mapping[str, Any]) -> str:
-    """A short plain-text table: one line per SLO, recovery and analytics lines, verdict."""
-    rows = [("SLO", "objective", "measured", "result")]
-    for e in scorecard.get("slos", []):
-        window = e.get("window")
-        suffix = f" [{window}]" if window not in (None, "run", "fault") else ""
-        rows.append(
-            (
-                str(e["name"]),
-                f"{e['comparator']} {_fmt(e['objective'], e['unit'])}{suffix}",
-                _fmt(e["measured"], e["unit"]),
-                ("PASS" if e["passed"] else "FAIL") + (f" ({e['note']})" if e.get("note") else ""),
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
-    pairs = _recovery_lines(scorecard) + _analytics_lines(scorecard)
-    verdict = str(scorecard.get("verdict", "?")).upper()
-    if scorecard.get("abort_reason"):
-        verdict += f": {scorecard['abort_reason']}"
-    pairs.append(("verdict", f"{verdict} (exit {scorecard.get('exit_code')})"))
-    key_width = max(len(k) for k, _ in pairs)
-    lines.append("")
-    lines.extend(f"{k.ljust(key_width)}  {v}" for k, v in pairs)
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def write_per_second(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write the :func:`per_second` table as CSV (``slis.csv``), empty cells for NaN."""
-    df.to_csv(path, index=False)

@@ -1,4 +1,5 @@
-"""Service level indicators from the request log: reading it, per-second and whole-run figures.
+"""Service level indicators from the request log: reading it, what counts as failed, effective
+and good, and the figures of a set of requests (per second: :mod:`harness.scoring.persecond`).
 
 Definitions used everywhere in scoring:
 
@@ -40,23 +41,6 @@ log = logging.getLogger(__name__)
 
 #: Default client timeout used for failed requests in percentiles, milliseconds.
 DEFAULT_TIMEOUT_MS = 30_000.0
-
-#: Columns of :func:`per_second`, in order.
-PER_SECOND_COLUMNS: tuple[str, ...] = (
-    "second",
-    "requests",
-    "errors",
-    "error_rate",
-    "p50_ms",
-    "p99_ms",
-    "ttft_p95_ms",
-    "throughput_rps",
-    "tokens_per_s",
-    "p95_ms",
-    "ttft_p99_ms",
-    "tpot_p95_ms",
-    "tpot_p99_ms",
-)
 
 _NUMERIC = ("start", "end", "latency_ms", "ttft_ms", "output_tokens", "status")
 _TEXT = ("error", "replica", "phase")
@@ -353,71 +337,6 @@ def figures(
         "goodput_ratio": good / n if n else math.nan,
         "tokens_per_s": tokens / per_s,
     }
-
-
-def per_second(
-    df: pd.DataFrame,
-    t0: float,
-    timeout_ms: float = DEFAULT_TIMEOUT_MS,
-    *,
-    until: float | None = None,
-) -> pd.DataFrame:
-    """One row per whole second from ``t0``, requests bucketed by their end time.
-
-    Rows run from second 0 to the bucket of the last request end, or to the last second that
-    overlaps ``[t0, until)`` when ``until`` (the load end) is later; seconds without
-    completions are present with ``requests == 0``. Columns (:data:`PER_SECOND_COLUMNS`):
-    ``second`` (int offset from ``t0``), ``requests`` (completions, failed included),
-    ``errors`` (failed), ``error_rate`` (errors / requests, NaN when no requests), ``p50_ms``,
-    ``p95_ms`` and ``p99_ms`` (effective latency), ``ttft_p95_ms`` and ``ttft_p99_ms``
-    (effective TTFT), ``tpot_p95_ms`` and ``tpot_p99_ms`` (effective TPOT),
-    ``throughput_rps`` (successful completions that second) and ``tokens_per_s`` (output
-    tokens of those successful completions). Latency, TTFT and TPOT columns are NaN when
-    there is nothing to measure.
-    """
-    end = df["end"].to_numpy(dtype="float64")
-    sec = np.clip(np.floor(end - t0), 0, None).astype(np.int64)
-    last = int(sec.max()) if sec.size else -1
-    if until is not None:
-        last = max(last, math.ceil(until - t0) - 1)
-    size = last + 1
-    failed_s = failed_mask(df)
-    failed = failed_s.to_numpy(dtype=bool)
-    ok = ~failed
-    tokens = df["output_tokens"].to_numpy(dtype=np.int64)
-    requests = np.bincount(sec, minlength=size)
-    errors = np.bincount(sec[failed], minlength=size)
-    successes = np.bincount(sec[ok], minlength=size)
-    tokens_ok = np.bincount(sec[ok], weights=tokens[ok], minlength=size).astype(np.int64)
-    index = pd.RangeIndex(0, size, name="second")
-
-    def grouped(values: pd.Series, qs: list[float]) -> pd.DataFrame:
-        q = pd.Series(values.to_numpy(dtype="float64")).groupby(sec).quantile(qs).unstack()
-        return q.reindex(index=index, columns=qs)
-
-    lat_q = grouped(effective_latency_ms(df, timeout_ms, failed=failed_s), [0.5, 0.95, 0.99])
-    ttft_q = grouped(effective_ttft_ms(df, timeout_ms, failed=failed_s), [0.95, 0.99])
-    tpot_q = grouped(effective_tpot_ms(df, timeout_ms, failed=failed_s), [0.95, 0.99])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        error_rate = np.where(requests > 0, errors / np.maximum(requests, 1), np.nan)
-    out = pd.DataFrame(
-        {
-            "second": np.arange(size, dtype=np.int64),
-            "requests": requests.astype(np.int64),
-            "errors": errors.astype(np.int64),
-            "error_rate": error_rate,
-            "p50_ms": lat_q[0.5].to_numpy(dtype="float64"),
-            "p99_ms": lat_q[0.99].to_numpy(dtype="float64"),
-            "ttft_p95_ms": ttft_q[0.95].to_numpy(dtype="float64"),
-            "throughput_rps": successes.astype(np.int64),
-            "tokens_per_s": tokens_ok,
-            "p95_ms": lat_q[0.95].to_numpy(dtype="float64"),
-            "ttft_p99_ms": ttft_q[0.99].to_numpy(dtype="float64"),
-            "tpot_p95_ms": tpot_q[0.95].to_numpy(dtype="float64"),
-            "tpot_p99_ms": tpot_q[0.99].to_numpy(dtype="float64"),
-        }
-    )
-    return out[list(PER_SECOND_COLUMNS)]
 
 
 def overall(

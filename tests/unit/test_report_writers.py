@@ -10,17 +10,21 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from harness.experiment import load_experiment
+from harness.experiment import EXTENSION_NAME, load_experiment
 from harness.records import COLUMNS
 from harness.report import write_reports
-from harness.report.data import fault_windows, load_run, per_second_figures, with_gaps
+from harness.report.data import load_run, per_second_figures, with_gaps
 from harness.report.html import render_report
 from harness.report.junit import render_junit, slo_message
 from harness.report.summary import render_summary
 from harness.report.svg import Chart, Series, Window, nice_ticks, render
+from harness.scoring import fault_windows
+from harness.scoring.slis import RequestArrays, goodput_thresholds
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_000_000.0
@@ -34,12 +38,18 @@ def make_run(
     fault_end: bool = True,
     slow_after: float | None = None,
     second_fault: bool = False,
+    slow_tokens_after: float | None = None,
+    tpot_p99_ms: float | None = None,
 ) -> Path:
     """A run folder: 60 s of load at 10 req/s; a fault on node-a from 20 s to 30 s during
     which node-a's requests (every other one) fail in seconds 20 and 21; telemetry every
-    second, without node-a from 20 s to 30 s."""
+    second, without node-a from 20 s to 30 s. From ``slow_tokens_after`` s node-b streams its
+    16 tokens slowly (600 ms, TTFT 10 ms: TPOT 39 ms); ``tpot_p99_ms`` adds that objective."""
     path.mkdir(parents=True, exist_ok=True)
     exp = load_experiment(ROOT / "experiments" / "gpu-node-loss.yaml", {})
+    if tpot_p99_ms is not None:
+        ext = next(e for e in exp.document["extensions"] if e.get("name") == EXTENSION_NAME)
+        ext["slos"]["tpot_p99_ms"] = tpot_p99_ms
     (path / "experiment.yaml").write_text(yaml.safe_dump(exp.document, sort_keys=False))
     with open(path / "requests.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -49,6 +59,8 @@ def make_run(
             replica = "node-a-0" if i % 2 else "node-b-0"
             fail = replica == "node-a-0" and 20 <= i * 0.1 < 22
             latency = 50.0 if slow_after is None or i * 0.1 < slow_after else 5000.0
+            if slow_tokens_after is not None and i * 0.1 >= slow_tokens_after and not i % 2:
+                latency = 600.0
             end = start + latency / 1000
             w.writerow(
                 [
@@ -155,11 +167,39 @@ def test_goodput_leaves_out_successes_over_the_latency_objective(tmp_path: Path)
     assert sec.loc[45, "goodput_rps"] == 0  # 5000 ms > the p99 objective of 1000 ms
 
 
+def test_report_goodput_is_the_scorers_per_second_goodput_tpot_included(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "tpot", slow_tokens_after=40.0, tpot_p99_ms=20.0)
+    write_reports(run)  # scores the folder first: scorecard.json and slis.csv
+    data = load_run(run)
+    sec = per_second_figures(data).set_index("second")
+    plotted = sec["goodput_rps"]
+    # the scorer's good requests (every objective, TPOT included) by the second they ended
+    arrays = RequestArrays.build(data.requests, data.timeout_ms, data.slos)
+    second = np.floor(arrays.end - data.t0).astype(np.int64)
+    scorer = pd.Series(arrays.good.astype(np.int64)).groupby(second).sum()
+    assert plotted.loc[scorer.index].tolist() == scorer.tolist()
+    assert plotted.drop(scorer.index).eq(0).all()
+    slis = pd.read_csv(run / "slis.csv").set_index("second")["goodput_rps"]  # what it wrote
+    assert plotted.loc[slis.index].tolist() == slis.tolist()
+    assert int(plotted.sum()) == data.scorecard["goodput"]["good"]
+    # TPOT is what leaves node-b's slow streams out: latency and TTFT alone count them good
+    limits = goodput_thresholds(data.slos)
+    assert limits["tpot_ms"] == 20.0 and limits["latency_ms"] == 1000.0
+    ok = ~arrays.failed & (arrays.latency <= limits["latency_ms"])
+    ok &= ~(arrays.ttft > limits["ttft_ms"])
+    by_latency_and_ttft = pd.Series(ok.astype(np.int64)).groupby(second).sum()
+    assert by_latency_and_ttft.loc[45] == sec.loc[45, "throughput_rps"] == 10
+    assert plotted.loc[45] == 5 and plotted.loc[10] == 10
+
+
 def test_fault_windows_pair_starts_and_ends(tmp_path: Path) -> None:
     data = load_run(make_run(tmp_path / "a"))
-    assert fault_windows(data) == [(20.0, 30.0, "lose_node node-a")]
+    shaded = fault_windows(data.timeline, t0=data.t0, open_until=data.load_end, labels=True)
+    assert shaded == [(20.0, 30.0, "lose_node node-a")]
     open_ = load_run(make_run(tmp_path / "b", fault_end=False))
-    [(start, end, label)] = fault_windows(open_)
+    [(start, end, label)] = fault_windows(
+        open_.timeline, t0=open_.t0, open_until=open_.load_end, labels=True
+    )
     assert (start, label) == (20.0, "lose_node node-a (not reverted)")
     assert end == pytest.approx(open_.duration_s)
 

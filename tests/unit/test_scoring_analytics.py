@@ -21,12 +21,8 @@ from harness.errors import ConfigError
 from harness.experiment import load_experiment
 from harness.records import COLUMNS
 from harness.scoring import build_scorecard, per_second, scorecard_table
-from harness.scoring.analytics import (
-    autoscaler_reaction,
-    gpu_figures,
-    phase_windows,
-    read_telemetry,
-)
+from harness.scoring.analytics import autoscaler_reaction, phase_windows
+from harness.scoring.gpu import gpu_figures, read_telemetry
 from harness.scoring.resilience import litmus_style
 from harness.scoring.scorecard import SLO_ORDER
 from harness.scoring.slis import RequestArrays, figures, tpot_ms
