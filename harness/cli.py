@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.experiment import load_experiment, parse_vars
     from harness.rundir import RunDir, new_run_dir
     from harness.runner import execute
-    from harness.scoring.scorecard import scorecard_table
+    from harness.scoring.table import scorecard_table
 
     exp = load_experiment(args.experiment, parse_vars(args.var))
     if args.dry_run:
@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from harness.scoring.rundir import score_run_dir
-    from harness.scoring.scorecard import scorecard_table
+    from harness.scoring.table import scorecard_table
 
     card = score_run_dir(Path(args.run_dir))
     print(scorecard_table(card))
