@@ -14,7 +14,6 @@ from harness.config import LoadSpec
 
 #: Environment variable naming the JSON config file for the locustfile.
 CONFIG_ENV = "GPUCHAOS_LOAD_CONFIG"
-CONFIG_FILE = "load.json"
 
 
 @dataclass(frozen=True)
