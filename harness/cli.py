@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment, parse_vars(args.var))
     if args.dry_run:
-        from harness.platforms.kubernetes.dryrun import plan
+        from harness.planner import plan
 
         for line in plan(exp, args.kube_context):
             print(f"dry run: {line}")
@@ -116,7 +116,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.chaos.catalog import catalog, catalog_table
+    from harness.catalog import catalog, catalog_table
 
     entries = catalog(Path(args.folder))
     if not entries:

@@ -18,12 +18,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from harness.config import HarnessSpec, KubernetesPlatformSpec
-from harness.errors import ConfigError
+from harness.chaos.adapter import check_arguments, lookup, needs_platform
+from harness.config import EXTENSION_NAME, HarnessSpec, KubernetesPlatformSpec
+from harness.errors import ChaosError, ConfigError
 
 log = logging.getLogger(__name__)
 
-EXTENSION_NAME = "gpuchaos"
 _LEFTOVER = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -122,13 +122,9 @@ def _check_leftovers(path: Path, where: str, value: Any, config: dict[str, Any])
             )
 
 
-#: Probes of the harness that need a deployed workload (every action does).
-PLATFORM_PROBES = frozenset({"ready_replicas"})
-
-
-def _check_external_endpoint(path: Path, doc: dict[str, Any]) -> None:
-    """With an external endpoint nothing is deployed: node and replica faults cannot run."""
-    sections: list[tuple[str, Any]] = [
+def _sections(doc: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """The activity lists of an experiment with their paths as the file writes them."""
+    found = [
         (
             "steady-state-hypothesis.probes",
             (doc.get("steady-state-hypothesis") or {}).get("probes"),
@@ -136,21 +132,50 @@ def _check_external_endpoint(path: Path, doc: dict[str, Any]) -> None:
         ("method", doc.get("method")),
         ("rollbacks", doc.get("rollbacks")),
     ]
-    for where, activities in sections:
-        for i, activity in enumerate(activities or []):
-            provider = activity.get("provider") if isinstance(activity, dict) else None
-            if not isinstance(provider, dict):
-                continue
-            module, func = provider.get("module"), provider.get("func")
-            if module in ("harness.chaos.actions", "harness.chaos.k8s") or (
-                module == "harness.chaos.probes" and func in PLATFORM_PROBES
-            ):
+    return [(where, acts) for where, acts in found if isinstance(acts, list)]
+
+
+def _check_external_endpoint(path: Path, doc: dict[str, Any]) -> None:
+    """With an external endpoint nothing is deployed: node and replica faults cannot run."""
+    for where, activities in _sections(doc):
+        for i, activity in enumerate(activities):
+            if needs_platform(activity):
+                func = (activity.get("provider") or {}).get("func")
                 raise ConfigError(
                     str(path),
                     f"{where}[{i}]",
                     f"{func} needs a deployed workload (nodes, replicas); it is not available "
                     "with an external endpoint",
                 )
+
+
+def _check_faults(
+    path: Path, doc: dict[str, Any], config: dict[str, Any], spec: HarnessSpec
+) -> None:
+    """Every fault activity must suit the experiment's platform and have arguments its
+    fault takes (the registry's typed arguments), before anything is deployed."""
+    from chaoslib import substitute
+
+    kind = spec.platform.kind if spec.platform is not None else None
+    for where, activities in _sections(doc):
+        for i, activity in enumerate(activities):
+            found = lookup(activity)
+            if found is None or kind is None:
+                continue
+            func = (activity.get("provider") or {}).get("func")
+            if found.fault.platform != kind:
+                raise ConfigError(
+                    str(path),
+                    f"{where}[{i}].provider.module",
+                    f"{func} is a {found.fault.platform} fault; this experiment runs on "
+                    f"platform.kind: {kind}",
+                )
+            raw = (activity.get("provider") or {}).get("arguments") or {}
+            arguments = dict(substitute(raw, config, {}) or {})
+            try:
+                check_arguments(found, arguments)
+            except ChaosError as exc:
+                raise ConfigError(str(path), f"{where}[{i}].provider.arguments", str(exc)) from None
 
 
 def _check_load_placement(path: Path, prefix: str, spec: HarnessSpec) -> None:
@@ -221,6 +246,7 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     if spec.endpoint is not None:
         _check_external_endpoint(p, doc)
     _check_load_placement(p, prefix, spec)
+    _check_faults(p, doc, config, spec)
 
     resolved = copy.deepcopy(doc)
     resolved["configuration"] = config

@@ -50,3 +50,23 @@ def die_with_parent(parent_pid: int, cpus: set[int] | None = None) -> Callable[[
             os.sched_setaffinity(0, cpus)
 
     return preexec
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def interrupt_on_sigterm() -> Any:
+    """Make SIGTERM behave like Ctrl-C in this process (a KeyboardInterrupt in the main
+    thread), so every ``finally`` runs: faults reverted, children stopped. Returns the
+    handler it replaced (give it back with ``signal.signal(signal.SIGTERM, old)``), or None
+    off the main thread, where signals cannot be handled.
+
+    The one SIGTERM handler of the harness: the runner installs it for the whole run, and
+    the timeline control again while chaoslib runs the experiment (chaoslib puts its own in
+    place, which does not stop an activity that is running)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

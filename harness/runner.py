@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,22 +19,27 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from harness import __version__
-from harness.chaos.actions import revert_everything
 from harness.chaos.context import RunContext, activate
 from harness.chaos.guards import StopGuard
 from harness.errors import ChaosError, HarnessError, LoadError, RunAborted
 from harness.experiment import Experiment
-from harness.load import LocustRunner
-from harness.load.distributed import make_load_runner
+from harness.faults.lifecycle import revert_everything
+from harness.load.factory import LoadRunner, make_load_runner
 from harness.load.shapes import duration as load_duration
 from harness.platforms import make_platform
+from harness.procs import interrupt_on_sigterm
 from harness.progress import LiveProgress
-from harness.records import REQUESTS_FILE
 from harness.report import write_reports
-from harness.rundir import EXPERIMENT_FILE, JOURNAL_FILE, TELEMETRY_FILE
+from harness.rundir import (
+    EXPERIMENT_FILE,
+    JOURNAL_FILE,
+    REQUESTS_FILE,
+    TELEMETRY_FILE,
+    TIMELINE_FILE,
+)
 from harness.scoring.rundir import score_run_dir
 from harness.telemetry import TelemetrySampler
-from harness.timeline import TIMELINE_FILE, Timeline
+from harness.timeline import Timeline
 
 if TYPE_CHECKING:
     from harness.platforms import AnyPlatform
@@ -54,10 +58,6 @@ class RunResult:
     error: HarnessError | None = None
 
 
-def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def _journal_failure(journal: dict[str, Any]) -> str | None:
     """The first failed activity of the method or rollbacks, as one line."""
     for section in ("run", "rollbacks"):
@@ -70,7 +70,7 @@ def _journal_failure(journal: dict[str, Any]) -> str | None:
     return None
 
 
-def _sleep_while_loading(load: LocustRunner, seconds: float) -> None:
+def _sleep_while_loading(load: LoadRunner, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not load.running:
@@ -90,7 +90,7 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
     timeline.emit("run_start", experiment.name, {"harness_version": __version__})
     platform = make_platform(spec, timeline, run_dir, kube_context)
     telemetry = TelemetrySampler(platform, run_dir / TELEMETRY_FILE, spec.telemetry_interval_s)
-    load: LocustRunner | None = None
+    load: LoadRunner | None = None
     progress = LiveProgress(
         name=experiment.name,
         requests_path=run_dir / REQUESTS_FILE,
@@ -106,8 +106,7 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
         spec.load.request_timeout_s * 1000.0,
     )
     error: HarnessError | None = None
-    main = threading.current_thread() is threading.main_thread()
-    old_term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt) if main else None
+    old_term = interrupt_on_sigterm()
     try:
         progress.start()
         log.info("starting the workload (%s)", type(platform).__name__)
@@ -184,7 +183,7 @@ def _revert_faults() -> None:
 
 
 def _teardown(
-    load: LocustRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform
+    load: LoadRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform
 ) -> None:
     """Stop load, telemetry and platform; a second Ctrl-C must not skip any of them."""
     stops: list[tuple[str, Callable[[], object]]] = [

@@ -13,7 +13,10 @@ action has run or the experiment ends. A cluster fault without its target argume
 action would pick the busiest GPU node, or the first Ready pod) has its target picked here,
 when the activity starts, and passed to the action as that argument: ``fault_start`` and
 ``fault_end`` name the node or pod acted on (``details.picked: true``), and the journal
-shows it. A revert action without a target ends every open fault it reverts.
+shows it. A revert action without a target ends every open fault it reverts. Which
+activities are faults, which argument names their target and which action reverts which
+fault all come from the fault registry (:func:`harness.chaos.adapter.lookup`), for every
+fault on every platform.
 """
 
 from __future__ import annotations
@@ -23,21 +26,17 @@ import signal
 import threading
 from typing import Any
 
-from harness.chaos import k8s
-from harness.chaos.actions import FAULT_ACTIONS, REVERT_ACTIONS, REVERTS
+from harness.chaos.adapter import FaultActivity, lookup
 from harness.chaos.context import current
 from harness.errors import HarnessError
+from harness.faults.lifecycle import parse_args
+from harness.procs import interrupt_on_sigterm
 
 log = logging.getLogger(__name__)
 
-#: Module -> (fault actions, revert actions, revert -> fault), each keyed by function name.
-MODULES: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {
-    "harness.chaos.actions": (FAULT_ACTIONS, REVERT_ACTIONS, REVERTS),
-    "harness.chaos.k8s": (k8s.FAULT_ACTIONS, k8s.REVERT_ACTIONS, k8s.REVERTS),
-}
-
 _open: dict[tuple[str, str], dict[str, Any]] = {}  # (fault, target) -> fault_start details
 _lock = threading.Lock()
+_chaoslib_sigterm: Any = None  # chaoslib's SIGTERM handler, given back at the end
 
 
 def _arguments(activity: dict[str, Any], configuration: dict[str, Any] | None) -> dict[str, Any]:
@@ -48,19 +47,14 @@ def _arguments(activity: dict[str, Any], configuration: dict[str, Any] | None) -
     return dict(substitute(args, configuration or {}, {}) or {})
 
 
-def _func_and_target(
-    activity: dict[str, Any], which: int, configuration: dict[str, Any] | None
-) -> tuple[str, str] | None:
-    """(function, target) of a fault (``which`` 0) or revert (1) action, else None."""
-    provider = activity.get("provider") or {}
-    tables = MODULES.get(str(provider.get("module")))
-    if provider.get("type") != "python" or tables is None:
-        return None
-    table = tables[which]
-    func = str(provider.get("func", ""))
-    if func not in table:
-        return None
-    return func, str(_arguments(activity, configuration).get(table[func], ""))
+def _target(found: FaultActivity, activity: dict[str, Any], configuration: Any) -> str:
+    """The target argument as the action will see it (an old alias included)."""
+    args = _arguments(activity, configuration)
+    target = args.get(found.target_arg)
+    for old, new in found.fault.aliases.items():
+        if new == found.target_arg and not target:
+            target = args.get(old)
+    return str(target or "")
 
 
 def _close(fault: str, target: str, how: str, any_target: bool = False) -> None:
@@ -75,23 +69,27 @@ def _close(fault: str, target: str, how: str, any_target: bool = False) -> None:
         current().timeline.emit("fault_end", name, details)
 
 
-def _pick(activity: dict[str, Any], func: str) -> str:
-    """Pick the target of a cluster fault action given none, and pass it as its argument
-    (chaoslib calls the action with this activity's arguments); "" when none can be
-    picked (the action then fails with its own reason)."""
-    provider = activity.get("provider") or {}
-    if provider.get("module") != "harness.chaos.k8s":
+def _pick(found: FaultActivity, activity: dict[str, Any], configuration: Any) -> str:
+    """Pick the target of a fault given none, when the fault may pick one, and pass it as
+    its argument (chaoslib calls the action with this activity's arguments); "" when none
+    can be picked (the action then fails with its own reason)."""
+    fault = found.fault
+    if fault.args.model_fields[fault.target_arg].is_required():
         return ""
     try:
-        target = k8s.pick_target(func)
+        ctx = current()
+        if getattr(ctx.platform, "kind", None) != fault.platform:
+            return ""
+        target = fault.pick_target(ctx, parse_args(fault, _arguments(activity, configuration)))
     except HarnessError as exc:
         log.warning("%s: no target to pick: %s", activity.get("name"), exc)
         return ""
+    provider = activity["provider"]
     arguments = provider.get("arguments")
     if not isinstance(arguments, dict):
         arguments = provider["arguments"] = {}
-    arguments[k8s.FAULT_ACTIONS[func]] = target
-    log.info("%s: picked %s %s", activity.get("name"), k8s.FAULT_ACTIONS[func], target)
+    arguments[fault.target_arg] = target
+    log.info("%s: picked %s %s", activity.get("name"), fault.target_arg, target)
     return target
 
 
@@ -102,28 +100,25 @@ def _output(state: Any) -> Any:
     return state
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def before_experiment_control(context: dict[str, Any], **kwargs: Any) -> None:
     # chaoslib's own SIGTERM handler does not stop an activity that is running; make
     # SIGTERM behave like Ctrl-C so the method stops and the rollbacks run.
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _raise_interrupt)
+    global _chaoslib_sigterm
+    _chaoslib_sigterm = interrupt_on_sigterm()
     current().timeline.emit("experiment_start", str(context.get("title", "")))
 
 
 def before_activity_control(
     context: dict[str, Any], configuration: dict[str, Any] | None = None, **kwargs: Any
 ) -> None:
-    found = _func_and_target(context, 0, configuration)
-    if found is None:
+    found = lookup(context)
+    if found is None or found.reverts:
         return
-    func, target = found
+    func = found.fault.name
+    target = _target(found, context, configuration)
     picked = False
     if not target:
-        target = _pick(context, func)
+        target = _pick(found, context, configuration)
         picked = bool(target)
     args = _arguments(context, configuration)
     details: dict[str, Any] = {"fault": func, "activity": context.get("name"), "arguments": args}
@@ -140,20 +135,24 @@ def after_activity_control(
     configuration: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> None:
-    fault = _func_and_target(context, 0, configuration)
-    if fault is not None:
+    found = lookup(context)
+    if found is None:
+        return
+    target = _target(found, context, configuration)
+    if not found.reverts:
         output = _output(state)
         if isinstance(output, dict) and output.get("held"):
             return  # left in place (duration_s 0): it ends when its revert action runs
-        _close(fault[0], fault[1], "action_returned")
+        _close(found.fault.name, target, "action_returned")
         return
-    revert = _func_and_target(context, 1, configuration)
-    if revert is not None:
-        module = str((context.get("provider") or {}).get("module"))
-        _close(MODULES[module][2][revert[0]], revert[1], "revert_action", not revert[1])
+    _close(found.fault.name, target, "revert_action", not target)
 
 
 def after_experiment_control(context: dict[str, Any], state: Any = None, **kwargs: Any) -> None:
+    global _chaoslib_sigterm
+    if _chaoslib_sigterm is not None:
+        signal.signal(signal.SIGTERM, _chaoslib_sigterm)
+        _chaoslib_sigterm = None
     with _lock:
         keys = list(_open)
     for fault, target in keys:

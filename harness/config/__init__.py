@@ -23,7 +23,7 @@ X`` is the one way in:
 from harness.config.autoscaler import AutoscalerSpec
 from harness.config.base import StrictModel
 from harness.config.endpoint import EndpointSpec
-from harness.config.harness import HarnessSpec, PlatformSpec
+from harness.config.harness import EXTENSION_NAME, HarnessSpec, PlatformSpec
 from harness.config.load import LengthDistribution, LoadSpec
 from harness.config.platform_kubernetes import (
     DevicePluginSpec,
@@ -51,6 +51,7 @@ from harness.config.stop_conditions import StopCondition
 from harness.config.workload import WORKLOAD_MODELS, WORKLOAD_MODULES, WorkloadSpec
 
 __all__ = [
+    "EXTENSION_NAME",
     "LEVEL_DOC",
     "SLO_NAMES",
     "WINDOW_NAMES",

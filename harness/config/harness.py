@@ -17,6 +17,9 @@ from harness.config.slos import SLOSpec
 from harness.config.stop_conditions import StopCondition
 from harness.config.workload import WorkloadSpec
 
+#: The ``name`` of the experiment's extension block that this model reads.
+EXTENSION_NAME = "gpuchaos"
+
 
 def _platform_kind(value: object) -> str:
     kind = value.get("kind", "local") if isinstance(value, dict) else getattr(value, "kind", "")

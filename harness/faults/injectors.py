@@ -20,119 +20,23 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from harness.errors import ChaosError, FaultNoEffect
+from harness.faults.active import ActiveFault, begin, revert_all
+from harness.faults.active import active_faults as active_faults  # re-exported
+from harness.faults.policy import PROOF_TIMEOUT_S as _PROOF_TIMEOUTS
 from harness.faults.procfs import address_space_limit, proc_state, start_time, vm_size
-from harness.faults.state import FaultRecord, RecordKind, Target, new_record, revert_record
+from harness.faults.state import Target
 from harness.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
 MIB = 1 << 20
-PROOF_TIMEOUT_S = 3.0
-
-
-class ActiveFault:
-    """An injected fault: its state file, its reverter, and extra undo steps."""
-
-    def __init__(self, record: FaultRecord, reverter: subprocess.Popen[bytes] | None) -> None:
-        self.record = record
-        self.reverter = reverter
-        self.undo: list[Callable[[], None]] = []
-        self.reverted = False
-        self._lock = threading.Lock()
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    def revert(self) -> list[int]:
-        """Undo the fault (idempotent); returns the pids acted on."""
-        with self._lock:
-            if self.reverted:
-                return []
-            self.reverted = True
-        for step in self.undo:
-            try:
-                step()
-            except Exception:
-                log.exception("an undo step of %s failed", self.id)
-        pids = revert_record(self.record)
-        with _lock:
-            _active.pop(self.id, None)
-        if self.reverter is not None:
-            try:
-                self.reverter.wait(timeout=2.0)  # it sees the file gone within its poll
-            except subprocess.TimeoutExpired:
-                self.reverter.kill()
-                self.reverter.wait()
-        log.info("reverted %s (pids %s)", self.id, pids)
-        return pids
-
-
-_lock = threading.Lock()
-_active: dict[str, ActiveFault] = {}
-
-
-def active_faults() -> list[ActiveFault]:
-    with _lock:
-        return list(_active.values())
-
-
-def revert_all() -> int:
-    """Revert every fault this process still holds; returns how many were reverted."""
-    faults = active_faults()
-    for fault in faults:
-        try:
-            fault.revert()
-        except Exception:
-            log.exception("reverting %s failed", fault.id)
-    return len(faults)
-
-
-def _start_reverter(path: Path, log_path: Path | None) -> subprocess.Popen[bytes]:
-    out: Any = subprocess.DEVNULL
-    if log_path is not None:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "harness.faults.reverter", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # outlives the harness on purpose, and Ctrl-C
-            close_fds=True,
-        )
-    finally:
-        if out is not subprocess.DEVNULL:
-            out.close()
-
-
-def begin(
-    kind: RecordKind,
-    fault: str,
-    target: str,
-    targets: Iterable[Target],
-    ttl_s: float,
-    run_dir: Path | None = None,
-    k8s: dict[str, str] | None = None,
-) -> ActiveFault:
-    """Write the state file and start the reverter; call before the fault takes effect."""
-    record = new_record(kind, fault, target, ttl_s, str(run_dir or ""))
-    record.targets = list(targets)
-    record.k8s = dict(k8s or {})
-    record.save()
-    log_path = run_dir / "logs" / "reverter.log" if run_dir is not None else None
-    active = ActiveFault(record, _start_reverter(record.path, log_path))
-    with _lock:
-        _active[record.id] = active
-    return active
+PROOF_TIMEOUT_S = _PROOF_TIMEOUTS["local"]
 
 
 def _group_leader(pid: int) -> bool:
@@ -376,24 +280,3 @@ def worker_fault(
     for w in workers:
         active.undo.append(w.close)
     return active
-
-
-def gpu_free_mib(device: str) -> float | None:
-    """Free memory of a CUDA device in MiB from NVML; None without NVML or for the CPU."""
-    if not device.startswith("cuda"):
-        return None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        index = int(device.partition(":")[2] or 0)
-        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
-        return float(info.free) / MIB
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()

@@ -154,7 +154,7 @@ def revert_record(record: FaultRecord) -> list[int]:
     the pids that were acted on. Errors on one process do not stop the others."""
     done: list[int] = []
     if record.kind == "k8s":
-        from harness.platforms.kubernetes.ttl import revert_k8s
+        from harness.faults.kube import revert_k8s
 
         try:
             revert_k8s(record.k8s)

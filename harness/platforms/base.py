@@ -24,6 +24,9 @@ class ReplicaInfo:
 class Platform(Protocol):
     """A place where the workload runs."""
 
+    #: "local", "kubernetes" or "external": which registered faults it takes
+    kind: str
+
     @property
     def endpoint(self) -> str:
         """Base URL clients send traffic to, e.g. ``http://127.0.0.1:41234``."""

@@ -25,6 +25,8 @@ NO_NODES = "not available with an external endpoint (the harness deployed nothin
 class ExternalEndpoint:
     """A running server addressed by URL."""
 
+    kind = "external"
+
     def __init__(self, spec: EndpointSpec, timeline: Timeline) -> None:
         self.spec = spec
         self.timeline = timeline

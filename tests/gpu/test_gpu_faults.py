@@ -16,6 +16,7 @@ import pytest
 from harness.faults import injectors
 from harness.platforms.local.autoscaler import scrape
 from harness.platforms.local.process import free_port
+from harness.telemetry.nvml import gpu_free_mib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def test_warm_hog_takes_the_memory_and_the_workload_sees_oom(on_demand_server, t
             f"free after {reply['free_mib_after']:.0f} MiB"
         )
         assert reply["free_mib_after"] <= 256 + max(512, 0.02 * reply["total_mib"])
-        nvml = injectors.gpu_free_mib("cuda:0")
+        nvml = gpu_free_mib("cuda:0")
         assert nvml is None or nvml <= 256 + max(512, 0.02 * reply["total_mib"])
         before = scrape(port).get("gpuchaos_oom_total", 0.0)
         body = {"prompt": " ".join(["memory"] * 900), "max_tokens": 100}

@@ -19,16 +19,18 @@ from typing import Any
 
 from harness.config import KubernetesPlatformSpec, WorkloadSpec
 from harness.errors import PlatformError, WorkloadNotReady
-from harness.faults.injectors import ActiveFault
+from harness.faults.active import ActiveFault
+from harness.faults.kube import guard
+from harness.faults.policy import TTL_MARGIN_S
 from harness.platforms.base import ReplicaInfo
 from harness.platforms.kubernetes.client import (
     Safety,
     api_client,
     check_context,
+    kubeconfig_path,
 )
 from harness.platforms.kubernetes.manifests import MANAGED_BY, render, selector_string
 from harness.platforms.kubernetes.portforward import PortForwarder
-from harness.platforms.kubernetes.ttl import TTL_MARGIN_S, guard
 from harness.platforms.kubernetes.watcher import (
     ClusterWatcher,
     pod_ready,
@@ -57,6 +59,8 @@ class Created:
 
 class KubernetesPlatform:
     """The workload on a Kubernetes cluster (see the module docstring)."""
+
+    kind = "kubernetes"
 
     def __init__(
         self,
@@ -105,6 +109,11 @@ class KubernetesPlatform:
         if self._api is None:
             raise PlatformError("the kubernetes platform is not connected")
         return self._api
+
+    @property
+    def kubeconfig(self) -> str:
+        """The kubeconfig file in use (what the reverter reads to undo a node fault)."""
+        return kubeconfig_path(self.spec)
 
     @property
     def chaos_secrets(self) -> dict[str, str]:
@@ -222,6 +231,10 @@ class KubernetesPlatform:
             return [r.id for r in self._watcher.replicas() if r.state == "ready"]
         return [p.metadata.name for p in self.pods() if pod_ready(p)]
 
+    def pod_ready(self, pod: Any) -> bool:
+        """Whether ``pod`` is Ready (its Ready condition is true)."""
+        return pod_ready(pod)
+
     def gpu_nodes(self) -> list[Any]:
         """Nodes carrying the GPU node labels."""
         return list(self.core().list_node(label_selector=self.node_selector).items)
@@ -257,7 +270,10 @@ class KubernetesPlatform:
 
         if node not in self._node_faults:
             ttl = ttl_s if ttl_s is not None else timeout_s + TTL_MARGIN_S
-            self._node_faults[node] = guard(self, "cordon", node, "uncordon", ttl)
+            run_dir = Path(self.run_dir) if self.run_dir is not None else None
+            self._node_faults[node] = guard(
+                self.kubeconfig, self.context, "cordon", node, "uncordon", ttl, run_dir
+            )
         self.cordoned.add(node)
         drain_nodes(
             name=node,

@@ -19,7 +19,6 @@ through telemetry (:func:`harness.telemetry.nvml.gpu_free_mib`).
 
 from __future__ import annotations
 
-import http.client
 import logging
 import math
 import threading
@@ -32,13 +31,13 @@ import psutil
 from harness.config import AutoscalerSpec
 from harness.platforms.base import ReplicaInfo
 from harness.telemetry.nvml import gpu_free_mib
+from harness.telemetry.scrape import scrape
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
 QUEUE_METRIC = "vllm:num_requests_waiting"
 TTFT_METRIC = "vllm:time_to_first_token_seconds"
-SCRAPE_TIMEOUT_S = 1.0
 
 
 def desired_replicas(current: int, ready: int, value: float, spec: AutoscalerSpec) -> int:
@@ -48,31 +47,6 @@ def desired_replicas(current: int, ready: int, value: float, spec: AutoscalerSpe
     want = current if abs(ratio - 1.0) <= spec.tolerance or ready == 0 else math.ceil(ready * ratio)
     want = max(spec.min_replicas, min(spec.max_replicas, want))
     return max(current - spec.max_step, min(current + spec.max_step, want))
-
-
-def scrape(port: int, timeout: float = SCRAPE_TIMEOUT_S) -> dict[str, float]:
-    """The samples of a replica's /metrics as {name: value} (labels summed); empty on error."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        body = resp.read().decode("utf-8", errors="replace")
-        if resp.status != 200:
-            return {}
-    except (OSError, http.client.HTTPException):
-        return {}
-    finally:
-        conn.close()
-    out: dict[str, float] = {}
-    try:
-        for family in text_string_to_metric_families(body):
-            for sample in family.samples:
-                out[sample.name] = out.get(sample.name, 0.0) + float(sample.value)
-    except ValueError as exc:
-        log.debug("unparsable /metrics on port %d: %s", port, exc)
-    return out
 
 
 class ScalablePlatform(Protocol):

@@ -1,4 +1,8 @@
-"""The experiment catalog: what ``gpuchaos list`` shows."""
+"""The experiment catalog: what ``gpuchaos list`` shows.
+
+The faults column comes from the fault registry (through the Chaos Toolkit adapter), so an
+experiment on any platform lists the faults its method injects, Kubernetes ones included.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.chaos.actions import FAULT_ACTIONS
+from harness.chaos.adapter import lookup
 from harness.errors import ConfigError
+from harness.experiment import load_experiment
 
 
 @dataclass(frozen=True)
@@ -22,18 +27,14 @@ class CatalogEntry:
 def _faults(document: dict[str, Any]) -> list[str]:
     out = []
     for activity in document.get("method") or []:
-        provider = activity.get("provider") or {}
-        if provider.get("module") == "harness.chaos.actions" and provider.get("func") in (
-            FAULT_ACTIONS
-        ):
-            out.append(str(provider["func"]))
+        found = lookup(activity)
+        if found is not None and not found.reverts:
+            out.append(found.fault.name)
     return out
 
 
 def catalog(folder: Path) -> list[CatalogEntry]:
     """Every ``*.yaml`` experiment of ``folder``, validated, sorted by name."""
-    from harness.experiment import load_experiment
-
     entries = []
     for path in sorted(Path(folder).glob("*.yaml")):
         try:

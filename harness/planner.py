@@ -1,5 +1,11 @@
 """``gpuchaos run --dry-run``: check and plan a run, changing nothing.
 
+It sits beside the runner (it loads a platform, the load and the faults, like a run does).
+Which activities are faults comes from the fault registry, through the Chaos Toolkit
+adapter: each fault of the method and rollbacks is run through the shared lifecycle with
+the platform in dry-run mode, so it checks its arguments and picks its target as a real run
+would, and says what it would do instead of doing it.
+
 On the ``kubernetes`` platform it connects (the context check and the allowlists apply),
 reads what is there, and lists what the run would create and what each cluster fault of the
 method and rollbacks would hit, all under :func:`no_mutations`: any request but a GET is
@@ -13,17 +19,17 @@ import logging
 import time
 from typing import Any
 
+from harness.chaos.adapter import lookup
 from harness.chaos.context import RunContext, activate
 from harness.config import KubernetesPlatformSpec
 from harness.errors import HarnessError
 from harness.experiment import Experiment
+from harness.faults import lifecycle
 from harness.platforms.kubernetes.client import no_mutations
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
-
-K8S_MODULE = "harness.chaos.k8s"
 
 
 def _activities(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,10 +58,12 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
                 )
         for act in _activities(experiment.document):
             provider = act.get("provider") or {}
+            found = lookup(act)
+            what = f" ({found.fault.summary})" if found is not None and not found.reverts else ""
             lines.append(
                 f"would run {act.get('type')} {act.get('name')}: "
                 f"{provider.get('module')}.{provider.get('func')}"
-                f"({_arguments(act, experiment.configuration)})"
+                f"({_arguments(act, experiment.configuration)}){what}"
             )
         return lines
     timeline = Timeline(None)
@@ -66,7 +74,7 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
         platform.start()
         lines.append(f"kube context {platform.context}: matches; namespace {platform.namespace}")
         if spec.load.workers_on == "kubernetes":
-            from harness.load.distributed import KubernetesLoadJobs
+            from harness.load.k8s_jobs import KubernetesLoadJobs
 
             jobs = KubernetesLoadJobs(
                 platform,
@@ -81,19 +89,18 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
                 f"{spec.load.workers_image}, load to {platform.service_url}"
             )
         ctx = RunContext(platform, timeline, experiment.path.parent, spec, time.time())
-        from harness.chaos import k8s
-
         with activate(ctx):
             for act in _activities(experiment.document):
-                provider = act.get("provider") or {}
-                if provider.get("module") != K8S_MODULE:
+                found = lookup(act)
+                if found is None or found.fault.platform != "kubernetes":
                     continue
-                func = getattr(k8s, str(provider.get("func")), None)
-                if func is None:
-                    lines.append(f"unknown activity {K8S_MODULE}.{provider.get('func')}")
-                    continue
+                args = _arguments(act, experiment.configuration)
                 try:
-                    func(**_arguments(act, experiment.configuration))
+                    if found.reverts:
+                        target = args.get(found.target_arg)
+                        lifecycle.revert_action(found.fault, ctx, target)
+                    else:
+                        lifecycle.run(found.fault, ctx, args)
                 except HarnessError as exc:
                     platform.plan.append(f"{act.get('name')}: {exc}")
         platform.stop()

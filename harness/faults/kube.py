@@ -1,5 +1,8 @@
-"""Time-to-live of cluster faults: a cordoned or deleted node is restored even when the
+"""Cluster faults in the state files: a cordoned or deleted node is restored even when the
 harness dies.
+
+Why here, below the platforms: the reverter and ``gpuchaos cleanup`` undo these from the
+state file alone, with plain values, and never import a platform.
 
 Before a node is cordoned (or deleted), :func:`guard` writes a fault state file of kind
 ``k8s`` (see :mod:`harness.faults.state`) holding the kubeconfig, the context, the node and
@@ -19,19 +22,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from harness.errors import PlatformError
-from harness.faults.injectors import ActiveFault, begin
-from harness.platforms.kubernetes.client import kubeconfig_path
-
-if TYPE_CHECKING:
-    from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.faults.active import ActiveFault, begin
 
 log = logging.getLogger(__name__)
 
-#: Added to a fault's expected length to make its time-to-live.
-TTL_MARGIN_S = 60.0
 _READ_ONLY_METADATA = (
     "uid",
     "resourceVersion",
@@ -58,23 +55,21 @@ def node_manifest(node: Any, api: Any) -> dict[str, Any]:
 
 
 def guard(
-    platform: KubernetesPlatform,
+    kubeconfig: str,
+    context: str,
     fault: str,
     node: str,
     action: str,
     ttl_s: float,
+    run_dir: Path | None = None,
     manifest: dict[str, Any] | None = None,
 ) -> ActiveFault:
-    """Register a node fault for the reverter; call before the fault takes effect."""
-    info = {
-        "kubeconfig": kubeconfig_path(platform.spec),
-        "context": platform.context,
-        "node": node,
-        "action": action,
-    }
+    """Register a node fault for the reverter; call before the fault takes effect. Plain
+    values only (the kubeconfig path and context), so the reverter and ``gpuchaos cleanup``
+    can undo it without the platform."""
+    info = {"kubeconfig": kubeconfig, "context": context, "node": node, "action": action}
     if manifest is not None:
         info["manifest"] = json.dumps(manifest)
-    run_dir = Path(platform.run_dir) if platform.run_dir is not None else None
     return begin("k8s", fault, node, [], ttl_s, run_dir, k8s=info)
 
 
