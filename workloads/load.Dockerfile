@@ -1,5 +1,5 @@
 # The gpuchaos load image: Locust with the harness's locustfile, for Locust as Kubernetes
-# Jobs (harness.load.distributed.KubernetesLoadJobs: a master Job and an indexed worker Job).
+# Jobs (harness.load.k8s_jobs.KubernetesLoadJobs: a master Job and an indexed worker Job).
 # No GPU and no torch: only the harness package and its load dependencies.
 #
 #   docker build -f workloads/load.Dockerfile -t ghcr.io/gpuchaos/load:0.1.0 .
@@ -19,7 +19,7 @@ COPY harness/ harness/
 COPY workloads/ workloads/
 RUN pip install --no-deps -e . \
  && pip install "locust>=2.20" "pydantic>=2.6" "pyyaml>=6" \
- && python -c "import locust, harness.load.distributed"
+ && python -c "import locust, harness.load.workerenv, harness.load.rowbatch"
 
 RUN useradd --uid 10001 --create-home gpuchaos
 USER 10001

@@ -18,16 +18,14 @@ from harness.chaos import k8s as k8s_actions
 from harness.chaos.context import activate
 from harness.config import LoadSpec, SpikeShape
 from harness.errors import LoadError
-from harness.load.distributed import (
-    HEADER,
-    DistributedLocustRunner,
-    KubernetesJobsRunner,
-    make_load_runner,
-)
-from harness.load.runner import LocustRunner
+from harness.load.factory import make_load_runner
+from harness.load.k8s_runner import KubernetesJobsRunner
+from harness.load.local import LocustRunner
+from harness.load.local_workers import DistributedLocustRunner
+from harness.load.merge import HEADER
 from harness.platforms.kubernetes import KubernetesPlatform
-from harness.records import REQUESTS_FILE
-from harness.scoring.scorecard import fault_window
+from harness.rundir import REQUESTS_FILE
+from harness.scoring.spans import fault_window
 from harness.timeline import Timeline
 from tests.integration import test_k8s_platform as base
 from tests.integration.test_k8s_platform import NS, _ctx, _objects

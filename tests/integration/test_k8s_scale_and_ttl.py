@@ -21,7 +21,8 @@ from harness.cleanup import cleanup
 from harness.config import LoadSpec, SpikeShape, WorkloadSpec
 from harness.faults.injectors import revert_all
 from harness.faults.state import new_record, state_dir
-from harness.load.distributed import KubernetesLoadJobs, parse_log_records
+from harness.load.k8s_jobs import KubernetesLoadJobs
+from harness.load.merge import parse_log_records
 from harness.platforms.kubernetes import KubernetesPlatform
 from harness.platforms.kubernetes.client import no_mutations
 from harness.records import COLUMNS, OPTIONAL_COLUMNS

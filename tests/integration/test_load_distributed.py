@@ -10,13 +10,12 @@ from typing import Any
 import psutil
 
 from harness.config import LoadSpec, SpikeShape
-from harness.load.distributed import (
-    DistributedLocustRunner,
-    make_load_runner,
-    merge_records,
-    worker_record_files,
-)
-from harness.records import COLUMNS, OPTIONAL_COLUMNS, REQUESTS_FILE
+from harness.load.factory import make_load_runner
+from harness.load.local_workers import DistributedLocustRunner
+from harness.load.merge import merge_records
+from harness.load.workerenv import worker_record_files
+from harness.records import COLUMNS, OPTIONAL_COLUMNS
+from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline, read_timeline
 
 
@@ -104,7 +103,7 @@ def test_merge_drops_torn_rows(tmp_path: Path) -> None:
 
 
 def test_live_merger_appends_complete_rows(tmp_path: Path) -> None:
-    from harness.load.distributed import LiveMerger
+    from harness.load.merge import LiveMerger
 
     header = ",".join(COLUMNS + OPTIONAL_COLUMNS)
     width = len(COLUMNS + OPTIONAL_COLUMNS)

@@ -1,14 +1,17 @@
-"""Runs Locust in a process of its own and ties it to the run's timeline.
+"""Runs Locust in a local process of its own and ties it to the run's timeline.
 
 The harness never imports locust (gevent's monkey-patching breaks urllib3 and the
 kubernetes client imported before it): Locust is ``python -m locust`` in a child process
 with :mod:`harness.load.locustfile`, and the two sides talk through files only.
+
+A Locust master with local workers (:mod:`harness.load.local_workers`) is this same
+runner with a :class:`Crew` beside the master process: the crew adds the master's flags,
+starts the workers once the master is up, and counts and merges their records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
 import os
@@ -18,21 +21,20 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Protocol
 
 from harness.config import LoadSpec
 from harness.errors import LoadError
-from harness.load.loadconfig import CONFIG_ENV, CONFIG_FILE, write_load_config
-from harness.load.shapes import duration, level_at, peak_level, phase_schedule
+from harness.load.lifecycle import PhaseEvents, load_start_details
+from harness.load.loadconfig import CONFIG_ENV, write_load_config
+from harness.load.merge import count_records
 from harness.procs import die_with_parent
-from harness.records import REQUESTS_FILE
+from harness.rundir import LOAD_CONFIG_FILE, REQUESTS_FILE, RunDir
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
-LOG_FILE = "locust.log"
-CSV_PREFIX = "locust"  # Locust writes locust_stats.csv, locust_failures.csv, ...
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -43,29 +45,57 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def load_start_details(spec: LoadSpec, endpoint: str, **extra: Any) -> dict[str, Any]:
-    """What the ``load_start`` timeline event says about the load (the scorer reads
-    ``duration_s``; the live view reads the levels)."""
-    shape = spec.shape
-    return {
-        "shape": shape.kind,
-        "mode": spec.mode,
-        "user": spec.user,
-        "level": level_at(shape, 0.0),
-        "peak_level": peak_level(shape),
-        "endpoint": endpoint,
-        **extra,
-        "duration_s": duration(shape),
-    }
+def locust_stop_timeout(spec: LoadSpec, wanted: float | None = None) -> int:
+    """Locust's ``--stop-timeout``: how long it lets in-flight requests finish when users are
+    stopped (ramp-down, end of the shape, SIGINT); whole seconds (Locust's option takes no
+    fractions); must stay below :meth:`LocustRunner.stop`'s grace to keep the summary."""
+    wanted = min(spec.request_timeout_s, 5.0) if wanted is None else wanted
+    return max(1, math.ceil(wanted))
 
 
-def count_records(path: Path) -> int:
-    """Rows in ``requests.csv`` (the header excluded); 0 when there is no file yet."""
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            return max(0, sum(1 for _ in csv.reader(fh)) - 1)
-    except OSError:
-        return 0
+def locust_env(run_dir: Path) -> dict[str, str]:
+    """The environment of a Locust process: this one's, the load config of ``run_dir``,
+    and the project's root first on ``PYTHONPATH`` (the locustfile imports harness)."""
+    env = dict(os.environ)
+    env[CONFIG_ENV] = str((run_dir / LOAD_CONFIG_FILE).resolve())
+    package_root = str(LOCUSTFILE.resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def send_signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, sig)
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL to ``proc``'s whole session, in case anything was left behind."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Crew(Protocol):
+    """Processes beside the Locust process that send its requests (a master's workers)."""
+
+    #: Seconds from the launch to the load start (offset 0 of the shape).
+    start_delay_s: float
+
+    def command(self, locust: list[str]) -> list[str]:
+        """The command of the Locust process (``locust``), made the crew's master."""
+        ...
+
+    def start(self) -> None:
+        """Start the crew: the Locust process is launched and the load config written."""
+        ...
+
+    def record_count(self) -> int:
+        """Request records the crew has written so far."""
+        ...
+
+    def collect(self) -> None:
+        """Once the Locust process has exited, before ``load_end``: stop the crew and merge
+        its records into ``requests.csv``."""
+        ...
 
 
 class LocustRunner:
@@ -73,6 +103,8 @@ class LocustRunner:
 
     ``start()`` must be called from a thread that outlives the run (the main thread, as a
     rule): the child's parent-death signal fires when the thread that started it exits.
+    With a ``crew``, the Locust process is the crew's master and the crew's processes
+    send the requests and write the records.
     """
 
     #: Locust's startup time (imports) is absorbed by starting the shape this late.
@@ -89,25 +121,25 @@ class LocustRunner:
         *,
         first_record_timeout_s: float = 15.0,
         stop_timeout_s: float | None = None,
+        crew: Crew | None = None,
     ) -> None:
         self.spec = spec
         self.endpoint = endpoint.rstrip("/")
         self.run_dir = Path(run_dir).resolve()
         self.timeline = timeline
         self.first_record_timeout_s = first_record_timeout_s
-        # how long Locust lets in-flight requests finish when users are stopped (ramp-down,
-        # end of the shape, SIGINT); whole seconds (Locust's option takes no fractions);
-        # must stay below stop()'s grace to keep the summary
-        wanted = min(spec.request_timeout_s, 5.0) if stop_timeout_s is None else stop_timeout_s
-        self.stop_timeout_s = max(1, math.ceil(wanted))
+        self.stop_timeout_s = locust_stop_timeout(spec, stop_timeout_s)
+        self.crew = crew
+        if crew is not None:
+            self.start_delay_s = crew.start_delay_s
         self.records_path = self.run_dir / REQUESTS_FILE
-        self.log_path = self.run_dir / LOG_FILE
-        self.csv_prefix = self.run_dir / CSV_PREFIX
+        self.log_path = RunDir(self.run_dir).locust_log
+        self.csv_prefix = RunDir(self.run_dir).locust_csv_prefix
         self._t0: float | None = None
         self.returncode: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
-        self._timers: list[threading.Timer] = []
+        self._phases = PhaseEvents(spec.shape, timeline)
         self._lock = threading.Lock()
         self._exited_by_itself: bool | None = None
         self._interrupted = False  # SIGINT sent
@@ -130,7 +162,7 @@ class LocustRunner:
         return self._proc is not None and self._proc.poll() is None
 
     def command(self) -> list[str]:
-        return [
+        locust = [
             sys.executable,
             "-m",
             "locust",
@@ -149,6 +181,7 @@ class LocustRunner:
             "--loglevel",
             "WARNING",
         ]
+        return locust if self.crew is None else self.crew.command(locust)
 
     def start(self) -> None:
         """Launch Locust and return once the first request record is on disk.
@@ -160,12 +193,10 @@ class LocustRunner:
             raise LoadError("load already started")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.time() + self.start_delay_s
-        config_path = self.run_dir / CONFIG_FILE
-        write_load_config(config_path, self.spec, self.records_path.resolve(), t0)
-        env = dict(os.environ)
-        env[CONFIG_ENV] = str(config_path.resolve())
-        package_root = str(LOCUSTFILE.resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        write_load_config(
+            self.run_dir / LOAD_CONFIG_FILE, self.spec, self.records_path.resolve(), t0
+        )
+        env = locust_env(self.run_dir)
         already = self.record_count()
         if already:
             log.warning("%s already holds %d records; appending", self.records_path, already)
@@ -194,29 +225,14 @@ class LocustRunner:
             load_start_details(self.spec, self.endpoint, pid=self._proc.pid),
             at=t0,
         )
-        self._schedule_phases(t0)
+        self._phases.schedule(t0)
         try:
+            if self.crew is not None:  # the master is up and load.json (with t0) written
+                self.crew.start()
             self._await_first_record(launched, already)
         except LoadError:
             self.stop(grace_s=2.0)
             raise
-
-    def _schedule_phases(self, t0: float) -> None:
-        for offset, phase in phase_schedule(self.spec.shape):
-            details = {
-                "phase": phase,
-                "offset_s": offset,
-                "level": level_at(self.spec.shape, offset),
-            }
-            timer = threading.Timer(
-                max(0.0, t0 + offset - time.time()),
-                self.timeline.emit,
-                args=("phase", "load", details),
-                kwargs={"at": t0 + offset},
-            )
-            timer.daemon = True
-            timer.start()
-            self._timers.append(timer)
 
     def _await_first_record(self, launched: float, already: int) -> None:
         assert self._proc is not None
@@ -259,20 +275,19 @@ class LocustRunner:
         proc = self._proc
         if proc is None or self._ended:
             return self.returncode
-        for timer in self._timers:
-            timer.cancel()
+        self._phases.cancel()
         if self._exited_by_itself is None:
             self._exited_by_itself = proc.poll() is not None
         if proc.poll() is None:
             if not self._interrupted:
                 self._interrupted = True
-                self._signal(proc, signal.SIGINT)
+                send_signal(proc, signal.SIGINT)
             try:
                 proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 log.warning("Locust did not stop within %.1f s of SIGINT, killing it", grace_s)
                 self._killed = True
-        self._killpg(proc)  # the whole session, in case anything was left behind
+        kill_group(proc)
         returncode = proc.wait()
         with self._lock:
             if self._ended:
@@ -281,7 +296,8 @@ class LocustRunner:
             self.returncode = returncode
         if self._log_fh is not None:
             self._log_fh.close()
-        self.collect_records()
+        if self.crew is not None:
+            self.crew.collect()
         records = count_records(self.records_path)
         log.info("Locust ended (code %s), %d request records", returncode, records)
         self.timeline.emit(
@@ -297,22 +313,8 @@ class LocustRunner:
         return returncode
 
     def record_count(self) -> int:
-        """Request records written so far (the distributed runner sums its workers' files)."""
-        return count_records(self.records_path)
-
-    def collect_records(self) -> None:
-        """Called once Locust has exited, before ``load_end``: the distributed runner merges
-        its workers' records into ``requests.csv`` here."""
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
-
-    @staticmethod
-    def _killpg(proc: subprocess.Popen[bytes]) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        """Request records written so far (with a crew, the sum of its workers' files)."""
+        return count_records(self.records_path) if self.crew is None else self.crew.record_count()
 
     def __enter__(self) -> LocustRunner:
         return self
