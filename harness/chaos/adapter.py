@@ -10,12 +10,16 @@ and no other module keeps a table of function names: the catalog, ``validate``, 
 planner and the timeline control ask :func:`lookup`.
 
 The modules experiments name, and the platform kind whose faults each one carries, are the
-one table of module names (:data:`MODULES`).
+one table of module names (:data:`MODULES`); a platform added later brings a module of its
+own that calls :func:`export` with its kind, and joins the table then. A fault registered
+after its module was imported (a plugin, a test's toy fault) is added to it at once.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +34,7 @@ MODULES: dict[str, PlatformKind] = {
     "harness.chaos.actions": "local",
     "harness.chaos.k8s": "kubernetes",
 }
+_namespaces: dict[str, dict[str, Any]] = {}  # module -> its globals(), once exported
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,13 @@ def lookup(activity: dict[str, Any]) -> FaultActivity | None:
     provider = activity.get("provider") if isinstance(activity, dict) else None
     if not isinstance(provider, dict) or provider.get("type") != "python":
         return None
-    platform = MODULES.get(str(provider.get("module")))
+    module = str(provider.get("module"))
+    if module not in MODULES and module not in sys.modules:
+        try:  # a platform's own fault module joins MODULES when it is imported
+            importlib.import_module(module)
+        except Exception:
+            return None
+    platform = MODULES.get(module)
     if platform is None:
         return None
     func = str(provider.get("func", ""))
@@ -135,17 +146,33 @@ def _named(
     return func
 
 
-def export(namespace: dict[str, Any], module: str) -> list[str]:
-    """Put the actions of ``module``'s platform kind into ``namespace`` (a module's
-    ``globals()``); returns their names."""
-    names = []
-    for fault in registry.faults(MODULES[module]):
-        namespace[fault.name] = fault_function(fault, module)
-        names.append(fault.name)
-        if fault.revert_action is not None:
-            namespace[fault.revert_action] = revert_function(fault, module)
-            names.append(fault.revert_action)
-    return names
+def _add(namespace: dict[str, Any], fault: Fault[Any], module: str) -> list[str]:
+    namespace[fault.name] = fault_function(fault, module)
+    if fault.revert_action is None:
+        return [fault.name]
+    namespace[fault.revert_action] = revert_function(fault, module)
+    return [fault.name, fault.revert_action]
+
+
+def export(
+    namespace: dict[str, Any], module: str, platform: PlatformKind | None = None
+) -> list[str]:
+    """Put the actions of ``platform``'s faults (default: ``module``'s kind in
+    :data:`MODULES`) into ``namespace`` (a module's ``globals()``), now and whenever another
+    fault of that kind is registered; returns their names."""
+    kind = platform or MODULES[module]
+    MODULES[module] = kind
+    _namespaces[module] = namespace
+    return [name for fault in registry.faults(kind) for name in _add(namespace, fault, module)]
+
+
+def _registered(fault: Fault[Any]) -> None:
+    for module, namespace in list(_namespaces.items()):
+        if MODULES.get(module) == fault.platform:
+            _add(namespace, fault, module)
+
+
+registry.subscribe(_registered)
 
 
 #: Probes of the harness that need a deployed workload (every action of :data:`MODULES` does).

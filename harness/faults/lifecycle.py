@@ -21,7 +21,7 @@ from harness.errors import ChaosError, FaultNoEffect
 from harness.faults.active import ActiveFault, active_faults
 from harness.faults.contract import Fault, FaultArgs, FaultContext, Injection
 from harness.faults.injectors import shutdown
-from harness.faults.policy import PROOF_TIMEOUT_S, hold, poll
+from harness.faults.policy import hold, poll, proof_timeout_s
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def run(fault: Fault[Any], ctx: FaultContext, raw: dict[str, Any]) -> dict[str, 
     t0 = time.perf_counter()
     injection = fault.inject(ctx, args, target)
     try:
-        timeout = PROOF_TIMEOUT_S[fault.platform]
+        timeout = proof_timeout_s(fault.platform)
         proof = poll(lambda: fault.prove(ctx, args, injection), timeout)
         if proof is None:
             why = fault.no_effect(ctx, args, injection)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-#: Where a fault runs: the platform kind it needs.
-PlatformKind = Literal["local", "kubernetes"]
+#: Where a fault runs: the ``platform.kind`` it needs ("local", "kubernetes", or the kind of
+#: a platform added later).
+PlatformKind = str
 
-#: Seconds a fault's effect may take to show before the run fails with "fault had no effect".
+#: Seconds a fault's effect may take to show before the run fails with "fault had no effect"
+#: (a platform kind not listed gets the local figure: see :func:`proof_timeout_s`).
 PROOF_TIMEOUT_S: dict[PlatformKind, float] = {"local": 5.0, "kubernetes": 15.0}
 #: A held fault's time-to-live is its duration plus this (a hold never overruns that much).
 TTL_MARGIN_S = 60.0
@@ -23,6 +25,11 @@ TTL_MARGIN_S = 60.0
 OPEN_TTL_S = 600.0
 
 T = TypeVar("T")
+
+
+def proof_timeout_s(platform: PlatformKind) -> float:
+    """The proof time-out of a fault on ``platform``."""
+    return PROOF_TIMEOUT_S.get(platform, PROOF_TIMEOUT_S["local"])
 
 
 def ttl_for(duration_s: float, ttl_s: float | None) -> float:

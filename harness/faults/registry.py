@@ -7,7 +7,8 @@ tables of module and function names, and the tables drifted. Now a fault says it
 :func:`register`, and every one of them asks here.
 
 Adding a fault is one module in :mod:`harness.faults.builtin` (found by :func:`faults`, no
-list to edit) and an experiment that calls it. The same name may be registered once per
+list to edit) and an experiment that calls it; a package of your own can register faults
+through the ``gpuchaos.faults`` entry-point group instead. The same name may be registered once per
 platform kind (``exhaust_gpu_memory`` exists on both, with the same argument names); a
 second registration of a name on one kind is an error.
 """
@@ -17,6 +18,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
+from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from harness.faults.contract import Fault
@@ -25,6 +28,7 @@ from harness.faults.policy import PlatformKind
 _lock = threading.Lock()
 _faults: dict[tuple[PlatformKind, str], Fault[Any]] = {}
 _loaded = False
+_listeners: list[Callable[[Fault[Any]], None]] = []
 
 F = TypeVar("F", bound=type[Fault[Any]])
 
@@ -42,8 +46,18 @@ def register(cls: F) -> F:
                 f"fault {cls.name!r} on {cls.platform} is registered twice: "
                 f"{type(_faults[key]).__module__} and {cls.__module__}"
             )
-        _faults[key] = cls()
+        fault = _faults[key] = cls()
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(fault)
     return cls
+
+
+def subscribe(listener: Callable[[Fault[Any]], None]) -> None:
+    """Call ``listener`` with every fault registered from now on (the Chaos Toolkit
+    adapter adds its function to the module of the fault's platform)."""
+    with _lock:
+        _listeners.append(listener)
 
 
 def unregister(platform: PlatformKind, name: str) -> None:
@@ -52,15 +66,22 @@ def unregister(platform: PlatformKind, name: str) -> None:
         _faults.pop((platform, name), None)
 
 
+#: Packages outside the harness register faults through this entry-point group: each
+#: entry point names a module that registers its faults when imported.
+ENTRY_POINT_GROUP = "gpuchaos.faults"
+
+
 def _load_builtin() -> None:
     global _loaded
     if _loaded:
         return
+    _loaded = True
     import harness.faults.builtin as package
 
     for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
         importlib.import_module(f"{package.__name__}.{info.name}")
-    _loaded = True
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(entry.value)
 
 
 def faults(platform: PlatformKind | None = None) -> list[Fault[Any]]:

@@ -1,5 +1,21 @@
 """The embedded local platform: virtual nodes, replicas as processes, a supervisor, a router."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.config import HarnessSpec, LocalPlatformSpec
 from harness.platforms.local.platform import LocalPlatform
+from harness.platforms.registry import register_platform
+from harness.rundir import RunDir
+from harness.timeline import Timeline
 
 __all__ = ["LocalPlatform"]
+
+
+@register_platform("local")
+def _make(
+    spec: HarnessSpec, timeline: Timeline, run_dir: Path, kube_context: str | None
+) -> LocalPlatform:
+    assert isinstance(spec.platform, LocalPlatformSpec)
+    return LocalPlatform(spec.platform, spec.workload, timeline, RunDir(run_dir).logs)
