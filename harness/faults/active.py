@@ -10,6 +10,7 @@ platform, an exec stream into a pod: no state file, see :func:`in_process`).
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -140,3 +141,22 @@ def in_process(fault: str, target: str, undo: Callable[[], None]) -> ActiveFault
         _active[active.id] = active
     active.undo.append(undo)
     return active
+
+
+def guard(
+    kubeconfig: str,
+    context: str,
+    fault: str,
+    node: str,
+    action: str,
+    ttl_s: float,
+    run_dir: Path | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> ActiveFault:
+    """Register a node fault for the reverter; call before the fault takes effect. Plain
+    values only (the kubeconfig path and context), so the reverter and ``gpuchaos cleanup``
+    can undo it without the platform."""
+    info = {"kubeconfig": kubeconfig, "context": context, "node": node, "action": action}
+    if manifest is not None:
+        info["manifest"] = json.dumps(manifest)
+    return begin("k8s", fault, node, [], ttl_s, run_dir, k8s=info)

@@ -4,9 +4,10 @@ harness dies.
 Why here, below the platforms: the reverter and ``gpuchaos cleanup`` undo these from the
 state file alone, with plain values, and never import a platform.
 
-Before a node is cordoned (or deleted), :func:`guard` writes a fault state file of kind
-``k8s`` (see :mod:`harness.faults.state`) holding the kubeconfig, the context, the node and
-what undoes the fault, and starts the detached reverter (:mod:`harness.faults.reverter`).
+Before a node is cordoned (or deleted), :func:`harness.faults.active.guard` writes a fault
+state file of kind ``k8s`` (see :mod:`harness.faults.state`) holding the kubeconfig, the
+context, the node and what undoes the fault, and starts the detached reverter
+(:mod:`harness.faults.reverter`).
 The reverter undoes the fault when the harness dies, even by SIGKILL, or when the
 time-to-live runs out; the harness reverts it itself (which removes the file and ends the
 reverter) when the fault ends normally; ``gpuchaos cleanup`` reverts what is left.
@@ -21,11 +22,9 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 from harness.errors import PlatformError
-from harness.faults.active import ActiveFault, begin
 
 log = logging.getLogger(__name__)
 
@@ -52,25 +51,6 @@ def node_manifest(node: Any, api: Any) -> dict[str, Any]:
     spec = doc.get("spec") or {}
     spec.pop("unschedulable", None)  # comes back schedulable
     return doc
-
-
-def guard(
-    kubeconfig: str,
-    context: str,
-    fault: str,
-    node: str,
-    action: str,
-    ttl_s: float,
-    run_dir: Path | None = None,
-    manifest: dict[str, Any] | None = None,
-) -> ActiveFault:
-    """Register a node fault for the reverter; call before the fault takes effect. Plain
-    values only (the kubeconfig path and context), so the reverter and ``gpuchaos cleanup``
-    can undo it without the platform."""
-    info = {"kubeconfig": kubeconfig, "context": context, "node": node, "action": action}
-    if manifest is not None:
-        info["manifest"] = json.dumps(manifest)
-    return begin("k8s", fault, node, [], ttl_s, run_dir, k8s=info)
 
 
 def revert_k8s(info: dict[str, str]) -> str:

@@ -24,15 +24,46 @@ import http.client
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 
-from harness.platforms.base import Platform, ReplicaInfo
 from harness.telemetry.nvml import GpuEvent, Nvml
+from harness.telemetry.scrape import metrics_text
 
 log = logging.getLogger(__name__)
+
+
+class ReplicaView(Protocol):
+    """What the sampler reads of a replica (a platform's ``ReplicaInfo``)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def port(self) -> int | None: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+class Observed(Protocol):
+    """What the sampler reads of a platform: telemetry sits below nothing it watches, so
+    it names the two calls it makes instead of importing the platforms."""
+
+    def nodes(self) -> list[str]: ...
+
+    def replicas(self) -> Sequence[ReplicaView]: ...
+
 
 #: Replica metrics scraped from /metrics, and the name they get in telemetry.
 SCRAPED = {
@@ -66,19 +97,13 @@ def parse_metrics(body: str) -> dict[str, float]:
 
 def scrape_metrics(port: int, timeout_s: float = 0.5) -> dict[str, float]:
     """Read the scraped gauges from a replica's Prometheus text on 127.0.0.1:port."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
-    try:
-        conn.request("GET", "/metrics")
-        body = conn.getresponse().read().decode("utf-8", "replace")
-    finally:
-        conn.close()
-    return parse_metrics(body)
+    return parse_metrics(metrics_text(port, timeout_s))
 
 
-def _scrape(rep: ReplicaInfo, timeout_s: float) -> list[tuple[str, str, float]]:
+def _scrape(rep: ReplicaView, timeout_s: float) -> list[tuple[str, str, float]]:
     if rep.port is None:
         return []
-    with contextlib.suppress(OSError, http.client.HTTPException):
+    with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
         return [(rep.id, k, v) for k, v in scrape_metrics(rep.port, timeout_s).items()]
     return []
 
@@ -92,7 +117,7 @@ class TelemetrySampler:
 
     def __init__(
         self,
-        platform: Platform,
+        platform: Observed,
         path: Path,
         interval_s: float = 1.0,
         nvml: Nvml | None = None,

@@ -1,8 +1,8 @@
 """One reader of a replica's Prometheus ``/metrics`` as plain numbers.
 
-Why its own module: the local autoscaler (queue depth) and the memory fault's proof (the
-OOM counters moved) read the same thing; it imports nothing from the harness, so both can
-use it from any layer.
+Why its own module: the telemetry sampler (queue, KV cache, OOMs), the local autoscaler
+(queue depth) and the memory fault's proof (the OOM counters moved) read the same thing;
+it imports nothing from the harness, so each can use it from its own layer.
 """
 
 from __future__ import annotations
@@ -15,21 +15,29 @@ log = logging.getLogger(__name__)
 SCRAPE_TIMEOUT_S = 1.0
 
 
-def scrape(port: int, timeout: float = SCRAPE_TIMEOUT_S) -> dict[str, float]:
-    """The samples of a replica's /metrics as {name: value} (labels summed); empty on error."""
-    from prometheus_client.parser import text_string_to_metric_families
-
+def metrics_text(port: int, timeout: float = SCRAPE_TIMEOUT_S) -> str:
+    """The body of ``http://127.0.0.1:PORT/metrics``; raises OSError or HTTPException when it
+    cannot be read, ValueError on a status other than 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", "/metrics")
         resp = conn.getresponse()
         body = resp.read().decode("utf-8", errors="replace")
-        if resp.status != 200:
-            return {}
-    except (OSError, http.client.HTTPException):
-        return {}
     finally:
         conn.close()
+    if resp.status != 200:
+        raise ValueError(f"/metrics on port {port} answered {resp.status}")
+    return body
+
+
+def scrape(port: int, timeout: float = SCRAPE_TIMEOUT_S) -> dict[str, float]:
+    """The samples of a replica's /metrics as {name: value} (labels summed); empty on error."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        body = metrics_text(port, timeout)
+    except (OSError, http.client.HTTPException, ValueError):
+        return {}
     out: dict[str, float] = {}
     try:
         for family in text_string_to_metric_families(body):

@@ -25,11 +25,11 @@ from typing import Any
 from pydantic import Field
 
 from harness.errors import ChaosError, FaultNoEffect
-from harness.faults.active import in_process
+from harness.faults.active import guard, in_process
 from harness.faults.builtin._kube import node_gone, pick_gpu_node, workload_pods_on
 from harness.faults.contract import Fault, FaultArgs, FaultContext, Injection, duration_field
 from harness.faults.hosts import ClusterHost
-from harness.faults.kube import guard, node_manifest
+from harness.faults.kube import node_manifest
 from harness.faults.lifecycle import release
 from harness.faults.policy import PROOF_TIMEOUT_S, TTL_MARGIN_S
 from harness.faults.registry import register

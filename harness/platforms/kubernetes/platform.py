@@ -19,8 +19,7 @@ from typing import Any
 
 from harness.config import KubernetesPlatformSpec, WorkloadSpec
 from harness.errors import PlatformError, WorkloadNotReady
-from harness.faults.active import ActiveFault
-from harness.faults.kube import guard
+from harness.faults.active import ActiveFault, guard
 from harness.faults.policy import TTL_MARGIN_S
 from harness.platforms.base import ReplicaInfo
 from harness.platforms.kubernetes.client import (
