@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +28,15 @@ from harness.platforms.kubernetes.client import (
     kubeconfig_path,
 )
 from harness.platforms.kubernetes.manifests import MANAGED_BY, render, selector_string
+from harness.platforms.kubernetes.objects import Created, delete_created, rollout_state
 from harness.platforms.kubernetes.portforward import PortForwarder
 from harness.platforms.kubernetes.watcher import (
     ClusterWatcher,
     pod_ready,
-    pod_restarts,
-    pod_waiting_reason,
 )
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
-
-#: Container states that will not fix themselves: the rollout fails at once.
-FATAL_REASONS = frozenset({"InvalidImageName", "CreateContainerConfigError", "ErrImageNeverPull"})
-#: Restarts of one pod during the rollout after which it is called crash-looping.
-MAX_ROLLOUT_RESTARTS = 3
-
-
-@dataclass(frozen=True)
-class Created:
-    """An object this run created (deleted at the end only if its uid still matches)."""
-
-    kind: str
-    name: str
-    namespace: str | None
-    uid: str
 
 
 class KubernetesPlatform:
@@ -195,7 +178,7 @@ class KubernetesPlatform:
                 self.uncordon(node)
             except Exception as exc:
                 log.error("could not uncordon node %s: %s", node, exc)
-        self._delete_created()
+        delete_created(self.api, self.created)
 
     def nodes(self) -> list[str]:
         if self._watcher is not None:
@@ -398,77 +381,8 @@ class KubernetesPlatform:
         """(what is still wrong, whether the rollout is complete)."""
         from kubernetes import client
 
-        pods = self.pods()
-        problems = []
-        for pod in pods:
-            reason = pod_waiting_reason(pod)
-            if reason in FATAL_REASONS:
-                return f"fatal: pod {pod.metadata.name}: {reason}", False
-            if pod_restarts(pod) >= MAX_ROLLOUT_RESTARTS:
-                return f"fatal: pod {pod.metadata.name} restarted {pod_restarts(pod)} times", False
-            if not pod_ready(pod):
-                sched = [
-                    c
-                    for c in (pod.status.conditions or [] if pod.status else [])
-                    if c.type == "PodScheduled" and c.status != "True"
-                ]
-                why = reason or (sched[0].reason if sched else None) or "not Ready"
-                problems.append(f"{pod.metadata.name}: {why}")
-        ready = sum(1 for p in pods if pod_ready(p))
-        if not self.spec.deploy:
-            return ("; ".join(problems) or None), ready > 0
-        dep = client.AppsV1Api(self.api).read_namespaced_deployment(self.spec.name, self.namespace)
-        status = dep.status
-        if status is None or dep.spec is None or dep.metadata is None:
-            return "the Deployment has no status yet", False
-        want = int(dep.spec.replicas or 0)
-        done = (
-            (status.observed_generation or 0) >= (dep.metadata.generation or 0)
-            and int(status.updated_replicas or 0) == want
-            and int(status.ready_replicas or 0) == want
-            and ready >= want
-        )
-        summary = f"{ready}/{want} Ready" + (f" ({'; '.join(problems)})" if problems else "")
-        return summary, done
-
-    def _delete_created(self) -> None:
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
-
-        for obj in reversed(self.created):
-            body = client.V1DeleteOptions(
-                preconditions=client.V1Preconditions(uid=obj.uid) if obj.uid else None,
-                propagation_policy="Background",
-            )
-            try:
-                self._delete_one(obj, body)
-                log.info("deleted %s %s", obj.kind, obj.name)
-            except ApiException as exc:
-                if exc.status in (404, 409):  # gone already, or replaced by someone else
-                    log.info("%s %s: not deleted (%s)", obj.kind, obj.name, exc.reason)
-                else:
-                    log.error("could not delete %s %s: %s", obj.kind, obj.name, exc.reason)
-            except Exception as exc:
-                log.error("could not delete %s %s: %s", obj.kind, obj.name, exc)
-        self.created.clear()
-
-    def _delete_one(self, obj: Created, body: Any) -> None:
-        from kubernetes import client
-
-        ns = obj.namespace or ""
-        if obj.kind == "Namespace":
-            client.CoreV1Api(self.api).delete_namespace(obj.name, body=body)
-        elif obj.kind == "Deployment":
-            client.AppsV1Api(self.api).delete_namespaced_deployment(obj.name, ns, body=body)
-        elif obj.kind == "Service":
-            client.CoreV1Api(self.api).delete_namespaced_service(obj.name, ns, body=body)
-        elif obj.kind == "PodDisruptionBudget":
-            client.PolicyV1Api(self.api).delete_namespaced_pod_disruption_budget(
-                obj.name, ns, body=body
-            )
-        elif obj.kind == "ScaledObject":
-            client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
-                "keda.sh", "v1alpha1", ns, "scaledobjects", obj.name, body=body
-            )
-        else:
-            raise PlatformError(f"cannot delete a {obj.kind}")
+        dep = None
+        if self.spec.deploy:
+            apps = client.AppsV1Api(self.api)
+            dep = apps.read_namespaced_deployment(self.spec.name, self.namespace)
+        return rollout_state(self.pods(), dep)
