@@ -42,7 +42,7 @@ from harness.telemetry import TelemetrySampler
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
-    from harness.platforms import AnyPlatform
+    from harness.platforms.base import Platform as AnyPlatform
 
 log = logging.getLogger(__name__)
 
@@ -182,9 +182,7 @@ def _revert_faults() -> None:
             log.warning("interrupted while reverting faults; reverting again")
 
 
-def _teardown(
-    load: LoadRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform
-) -> None:
+def _teardown(load: LoadRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform) -> None:
     """Stop load, telemetry and platform; a second Ctrl-C must not skip any of them."""
     stops: list[tuple[str, Callable[[], object]]] = [
         ("telemetry", telemetry.stop),
