@@ -50,12 +50,12 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
     spec = experiment.spec
     lines: list[str] = []
     if not isinstance(spec.platform, KubernetesPlatformSpec):
-        if spec.platform is not None:
-            for node in spec.platform.nodes:
-                lines.append(
-                    f"would start {node.replicas} replica(s) on local node {node.name} "
-                    f"({node.device})"
-                )
+        kind = spec.platform.kind if spec.platform is not None else "external"
+        for node in getattr(spec.platform, "nodes", None) or []:
+            lines.append(
+                f"would start {node.replicas} replica(s) on {kind} node {node.name} "
+                f"({node.device})"
+            )
         for act in _activities(experiment.document):
             provider = act.get("provider") or {}
             found = lookup(act)
