@@ -5,7 +5,6 @@ GPU slows the workload down; both are gone after the revert."""
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,8 +14,9 @@ import pytest
 
 from harness.faults import injectors
 from harness.platforms.local.autoscaler import scrape
-from harness.platforms.local.process import free_port
 from harness.telemetry.nvml import gpu_free_mib
+from tests.support.ports import free_port
+from tests.support.procs import running, wait_http_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,31 +25,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def on_demand_server(tmp_path: Path):  # type: ignore[no-untyped-def]
     """gpt2-small on cuda:0 with a KV cache that grows with the batch."""
     port = free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
+    log = tmp_path / "server.log"
+    with running(
         [sys.executable, "-m", "workloads.llm", "--host", "127.0.0.1", "--port", str(port),
          "--device", "cuda:0", "--model", "gpt2-small", "--replica-id", "gpu-0",
          "--kv-cache", "on-demand", "--max-batch-size", "64"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("CUDA server never became Ready")
+        cwd=ROOT, log_path=log,
+    ) as proc:  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        wait_http_ready(
+            proc, f"{url}/health/ready", timeout_s=180, name="CUDA server", log=log, interval_s=0.5
+        )
         yield url, port
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
 
 
 def test_warm_hog_takes_the_memory_and_the_workload_sees_oom(on_demand_server, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -30,6 +30,7 @@ from harness.timeline import Timeline
 from tests.integration import test_k8s_platform as base
 from tests.integration.test_k8s_platform import MUTATING, NS, _ctx, _objects, _spec, _wait
 from tests.k8s.kmock_cluster import EmulatedCluster
+from tests.support.procs import Processes
 
 # the fixtures of the platform tests (kmock with GPU nodes; the workload deployed)
 cluster = base.cluster
@@ -112,8 +113,10 @@ _HOLDER = textwrap.dedent(
 )
 
 
-def _hold_cordon(cluster: EmulatedCluster, ttl_s: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
+def _hold_cordon(
+    processes: Processes, cluster: EmulatedCluster, ttl_s: float
+) -> subprocess.Popen[str]:
+    proc = processes.start(
         [sys.executable, "-c", _HOLDER, str(cluster.kubeconfig), str(ttl_s)],
         stdout=subprocess.PIPE,
         text=True,
@@ -126,22 +129,18 @@ def _hold_cordon(cluster: EmulatedCluster, ttl_s: float) -> subprocess.Popen[str
 
 @pytest.mark.parametrize("how", ["sigkill", "ttl"])
 def test_cordon_is_undone_when_the_holder_dies_or_the_ttl_ends(
-    cluster: EmulatedCluster, tmp_path: Path, how: str
+    cluster: EmulatedCluster, tmp_path: Path, how: str, processes: Processes
 ) -> None:
     platform = KubernetesPlatform(_spec(), WorkloadSpec(), Timeline(None), tmp_path)
     platform.connect()
-    proc = _hold_cordon(cluster, ttl_s=300.0 if how == "sigkill" else 1.0)
-    try:
-        assert len(_records()) == 1
-        if how == "sigkill":
-            assert _unschedulable(platform, "gpu-a")
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        _wait(lambda: not _unschedulable(platform, "gpu-a"), timeout=20.0)
-        _wait(lambda: _records() == [], timeout=5.0)
-    finally:
-        proc.kill()
+    proc = _hold_cordon(processes, cluster, ttl_s=300.0 if how == "sigkill" else 1.0)
+    assert len(_records()) == 1
+    if how == "sigkill":
+        assert _unschedulable(platform, "gpu-a")
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+    _wait(lambda: not _unschedulable(platform, "gpu-a"), timeout=20.0)
+    _wait(lambda: _records() == [], timeout=5.0)
 
 
 def test_cleanup_uncordons_what_a_dead_run_left(cluster: EmulatedCluster, tmp_path: Path) -> None:
