@@ -28,6 +28,24 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+#: The handlers this module put on the root logger, by role: configuring again (the CLI
+#: called twice in one process, as tests do) replaces them instead of adding a copy, which
+#: would print every line once more each time.
+_handlers: dict[str, logging.Handler] = {}
+
+
+def _install(role: str, handler: logging.Handler | None) -> None:
+    """Put ``handler`` on the root logger as ``role``, removing (and closing) the last one."""
+    root = logging.getLogger()
+    old = _handlers.pop(role, None)
+    if old is not None:
+        root.removeHandler(old)
+        old.close()
+    if handler is not None:
+        _handlers[role] = handler
+        root.addHandler(handler)
+
+
 def _configure_logging(verbose: bool) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
@@ -36,7 +54,7 @@ def _configure_logging(verbose: bool) -> None:
     console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     # chaoslib logs every step at INFO; keep the terminal to the harness's own story
     console.addFilter(lambda r: verbose or not r.name.startswith(("chaoslib", "chaostoolkit")))
-    root.addHandler(console)
+    _install("console", console)
     for noisy in ("urllib3", "httpx", "httpcore", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -47,7 +65,7 @@ def _log_to_file(path: Path) -> None:
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
     )
-    logging.getLogger().addHandler(handler)
+    _install("run file", handler)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -83,8 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     run_dir = new_run_dir(exp.name, args.out)
     _log_to_file(RunDir(run_dir).harness_log)
-    log.info("run %s: %s -> %s", exp.name, exp.title, run_dir)
-    result = execute(exp, run_dir, kube_context=args.kube_context)
+    try:
+        log.info("run %s: %s -> %s", exp.name, exp.title, run_dir)
+        result = execute(exp, run_dir, kube_context=args.kube_context)
+    finally:
+        _install("run file", None)  # this run's harness.log is complete
     print(scorecard_table(result.scorecard))
     print(f"results: {run_dir}")
     if result.error is not None:
