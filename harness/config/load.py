@@ -1,15 +1,50 @@
 """The ``load`` block: which Locust user, what requests, which shape, open or closed loop,
 and where the Locust workers run.
+
+``user`` names a protocol (:mod:`harness.load.protocols`): a built-in one, or
+``package.module:ClassName`` for a ``Protocol`` subclass of your own. Only the Locust process
+imports protocols (they import gevent), so this checks the name's form and that its module
+can be found (``importlib.util.find_spec``, which imports its parent packages but not the
+module itself): a misspelt name is one clear error at ``gpuchaos validate``.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from harness.config.base import StrictModel
 from harness.config.shapes import Shape
+
+#: The protocols of harness.load.protocols by their registered names.
+BUILTIN_USERS = ("openai-stream", "openai", "kserve-v2")
+#: ``package.module:ClassName``: a Protocol subclass in an importable module.
+_CLASS_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_user(user: str) -> str:
+    """``user`` unchanged when it is a built-in name or a findable ``module:Class``."""
+    if user in BUILTIN_USERS:
+        return user
+    if not _CLASS_REF.fullmatch(user):
+        known = ", ".join(repr(name) for name in BUILTIN_USERS)
+        raise ValueError(
+            f"unknown user {user!r}: one of {known}, or 'package.module:ClassName' naming a "
+            "Protocol subclass (harness.load.protocols)"
+        )
+    module = user.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is missing or not a package
+        found = False
+    if not found:
+        raise ValueError(
+            f"user {user!r}: no module {module!r} can be imported here (is it on PYTHONPATH?)"
+        )
+    return user
 
 
 class LengthDistribution(StrictModel):
@@ -39,11 +74,14 @@ class LengthDistribution(StrictModel):
 class LoadSpec(StrictModel):
     """The Locust load: which user, what requests, which shape, open or closed loop."""
 
-    user: Literal["openai-stream", "openai", "kserve-v2"] = Field(
+    user: str = Field(
         default="openai-stream",
         description=(
-            "Locust user: 'openai-stream' (streaming /v1/completions, records TTFT), 'openai' "
-            "(non-streaming), 'kserve-v2' (POST /v2/models/{model}/infer)."
+            "Protocol of the requests: 'openai-stream' (streaming /v1/completions, records "
+            "TTFT), 'openai' (non-streaming), 'kserve-v2' (POST /v2/models/{model}/infer), or "
+            "'package.module:ClassName' naming a Protocol subclass (harness.load.protocols) "
+            "in an installed module or one on PYTHONPATH (checked here: the form, and that "
+            "the module can be found; it is imported only in the Locust process)."
         ),
     )
     shape: Shape = Field(description="The load shape: spike, step, ramp, diurnal or trace.")
@@ -117,6 +155,11 @@ class LoadSpec(StrictModel):
             "is in the workers' logs 15 s after that."
         ),
     )
+
+    @field_validator("user")
+    @classmethod
+    def _known_user(cls, value: str) -> str:
+        return _check_user(value)
 
     @field_validator("prompt_words", "max_tokens")
     @classmethod

@@ -3,12 +3,12 @@
 Imported only inside the Locust process (by the locustfile and the modules it imports):
 it reads the JSON file named by ``GPUCHAOS_LOAD_CONFIG``, which the harness's runners
 write, and raises without it. The values the recording users read per request are module
-constants here, resolved once, so the hot path reads plain globals.
+constants here, resolved once, so the hot path reads plain globals; what depends on the
+protocol of ``load.user`` is its class's (:mod:`harness.load.protocols`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 
 from harness.load.loadconfig import CONFIG_ENV, read_load_config
@@ -37,15 +37,3 @@ RECORDS_PATH = os.environ.get(RECORDS_ENV) or CONFIG.records_path
 #: This process's index among the workers, and their number; (0, 1) when alone.
 WORKER, WORKERS = worker_slot()
 PROMPTS = PromptSource(WORDS, LOAD.seed, longest(LOAD.prompt_words), WORKER, WORKERS)
-V2 = LOAD.user == "kserve-v2"
-STREAM = LOAD.user == "openai-stream"
-MODEL = LOAD.model or "gpuchaos"
-V2_MODEL = LOAD.model or "classifier"
-#: An OpenAI completion body with the prompt (JSON string) and max_tokens left to fill in.
-BODY_TEMPLATE = (
-    f'{{"model": {json.dumps(MODEL)}, "prompt": "%s", "max_tokens": %d, '
-    f'"stream": {json.dumps(STREAM)}}}'
-)
-#: Fixed lengths (the usual case) skip the draw.
-PROMPT_WORDS = LOAD.prompt_words if isinstance(LOAD.prompt_words, int) else None
-MAX_TOKENS = LOAD.max_tokens if isinstance(LOAD.max_tokens, int) else None
