@@ -82,10 +82,10 @@ class Protocol:
     response with status 400 or more is recorded as an HTTP error without calling
     :meth:`read`; any other is handed to :meth:`read`, which fills in the
     :class:`Measurement`: ``received`` (body bytes), ``output_tokens``, ``ttft_ms`` (streams),
-    ``error`` (a failed request) and ``elapsed`` (when the answer was complete; the time
-    :meth:`read` returns, when left unset). Read the body to its end, so the connection is
-    reused. Connection errors, timeouts and bad HTTP raised while reading are recorded by the
-    user; any other exception is recorded as a client error.
+    ``error`` (a failed request) and ``elapsed`` (when the answer was complete; left unset,
+    the time the record is written). Read the body to its end, so the connection is reused.
+    Connection errors, timeouts and bad HTTP raised while sending or in :meth:`read` are
+    recorded by the user; any other exception, and any in :meth:`body`, as a client error.
     """
 
     #: The name it is registered under (set by :func:`register_protocol`).
