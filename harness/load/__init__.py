@@ -5,7 +5,8 @@ The runners (one module each): :mod:`~harness.load.local` (one Locust process),
 :mod:`~harness.load.k8s_runner` (Locust as Kubernetes Jobs); :mod:`~harness.load.factory`
 says what the run loop asks of them and picks one. The locustfile and the modules it
 imports (:mod:`~harness.load.userconfig`, :mod:`~harness.load.rowbatch`,
-:mod:`~harness.load.recording`) run only inside the Locust process.
+:mod:`~harness.load.recording`, :mod:`~harness.load.protocols`: what one request of each
+``load.user`` is) run only inside the Locust process.
 """
 
 from harness.load.local import LocustRunner
