@@ -53,8 +53,7 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
         kind = spec.platform.kind if spec.platform is not None else "external"
         for node in getattr(spec.platform, "nodes", None) or []:
             lines.append(
-                f"would start {node.replicas} replica(s) on {kind} node {node.name} "
-                f"({node.device})"
+                f"would start {node.replicas} replica(s) on {kind} node {node.name} ({node.device})"
             )
         for act in _activities(experiment.document):
             provider = act.get("provider") or {}
