@@ -30,6 +30,7 @@ COLUMNS: tuple[str, ...] = (
 #: the scorer reads :data:`COLUMNS` by name and ignores these.
 OPTIONAL_COLUMNS: tuple[str, ...] = (
     "queue_ms",  # open loop: time the request waited in the client queue before it was sent
+    "lag_ms",  # open loop: generator lag, from the arrival's scheduled time to its dispatch
 )
 
 REPLICA_HEADER = "x-replica-id"

@@ -112,11 +112,13 @@ class OpenLoopUser(RecordingUser):
                 gevent.sleep(delay)
             if STOPPING.is_set():
                 break
-            INFLIGHT.spawn(self._queued_request, T0 + offset, slots)
+            INFLIGHT.spawn(self._queued_request, T0 + offset, time.time(), slots)
         STOPPING.wait()
         raise StopUser()
 
-    def _queued_request(self, scheduled: float, slots: gevent.lock.BoundedSemaphore) -> None:
+    def _queued_request(
+        self, scheduled: float, dispatched: float, slots: gevent.lock.BoundedSemaphore
+    ) -> None:
         left = LOAD.request_timeout_s - (time.time() - scheduled)
         if left <= 0 or not slots.acquire(timeout=left):
             m = Measurement(
@@ -125,11 +127,12 @@ class OpenLoopUser(RecordingUser):
                 phase=PHASES.at(scheduled - T0),
                 error="timeout: client queue full",
             )
-            m.queue_ms = (time.time() - scheduled) * 1000.0
+            m.lag_ms = max(0.0, dispatched - scheduled) * 1000.0
+            m.queue_ms = (time.time() - max(scheduled, dispatched)) * 1000.0
             self._finish(m)
             return
         try:
-            self._measured_request(scheduled)
+            self._measured_request(scheduled, dispatched)
         finally:
             slots.release()
 

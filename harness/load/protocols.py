@@ -60,7 +60,8 @@ class Measurement:
     replica: str = ""
     received: int = 0  # body bytes read
     elapsed: float | None = None  # seconds, set when the response is complete
-    queue_ms: float | None = None  # open loop: wait in the client queue before sending
+    queue_ms: float | None = None  # open loop: wait in the client queue, dispatch to sent
+    lag_ms: float | None = None  # open loop: generator lag, scheduled time to dispatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,14 +98,21 @@ class RecordingUser(FastHttpUser):
             response.release()
         return response.status_code, bytes(body)
 
-    def _measured_request(self, scheduled: float | None = None) -> bool:
+    def _measured_request(
+        self, scheduled: float | None = None, dispatched: float | None = None
+    ) -> bool:
         """One request, one record; ``scheduled`` (unix seconds, open loop) starts its clock.
 
-        True when a response came (any status)."""
+        Open loop: the generator's lag (``scheduled`` to ``dispatched``) and the wait in the
+        client queue (``dispatched`` to now) are recorded apart. True when a response came
+        (any status)."""
         now, perf = time.time(), time.perf_counter()
         start = now if scheduled is None else min(scheduled, now)
         m = Measurement(start=start, started=perf - (now - start), phase=PHASES.at(start - T0))
-        m.queue_ms = (now - start) * 1000.0 if scheduled is not None else None
+        if scheduled is not None:
+            dispatched = min(max(start, now if dispatched is None else dispatched), now)
+            m.lag_ms = (dispatched - start) * 1000.0
+            m.queue_ms = (now - dispatched) * 1000.0
         try:
             self._exchange(m)
         except Exception as exc:  # a bug in the measuring code: still one record
@@ -142,7 +149,7 @@ class RecordingUser(FastHttpUser):
     def _finish(self, m: Measurement) -> None:
         elapsed = m.elapsed if m.elapsed is not None else time.perf_counter() - m.started
         latency_ms = elapsed * 1000.0
-        ttft, queue = m.ttft_ms, m.queue_ms
+        ttft, queue, lag = m.ttft_ms, m.queue_ms, m.lag_ms
         ROWS.add(
             ROW
             % (
@@ -156,6 +163,7 @@ class RecordingUser(FastHttpUser):
                 cached_field(m.replica),
                 cached_field(m.phase),
                 "" if queue is None else f"{queue:.3f}",
+                "" if lag is None else f"{lag:.3f}",
             )
         )
         try:

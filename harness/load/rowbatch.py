@@ -17,7 +17,7 @@ from harness.records import RecordWriter, csv_field
 log = logging.getLogger(__name__)
 
 #: One row of ``requests.csv``, in the order of ``COLUMNS + OPTIONAL_COLUMNS``.
-ROW = "%.6f,%.6f,%.3f,%s,%d,%d,%s,%s,%s,%s\r\n"
+ROW = "%.6f,%.6f,%.3f,%s,%d,%d,%s,%s,%s,%s,%s\r\n"
 
 
 class RowBatcher:
