@@ -113,6 +113,7 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
         platform.start()
         telemetry.start()
         load = make_load_runner(spec.load, platform.endpoint, run_dir, timeline, platform=platform)
+        telemetry.watch_load(load.load_pids)  # is the load generator the bottleneck?
         load.start()
         log.info("load started against %s; warming up %.0f s", load.endpoint, spec.warmup_s)
         _sleep_while_loading(load, spec.warmup_s)
@@ -157,6 +158,9 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
     scorecard = score_run_dir(run_dir)
+    warning = (scorecard.get("instrument") or {}).get("warning")
+    if warning:
+        log.warning("%s", warning)
     _write_reports(run_dir, scorecard)
     exit_code = 2 if error is not None else int(scorecard["exit_code"])
     return RunResult(run_dir, scorecard, exit_code, error)

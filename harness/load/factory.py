@@ -60,6 +60,12 @@ class LoadRunner(Protocol):
         """Request records written so far."""
         ...
 
+    def load_pids(self) -> dict[str, int]:
+        """The load generator's running processes on this machine by telemetry source name
+        (``locust``, ``locust-worker-N``), whose CPU telemetry samples; empty when Locust
+        runs elsewhere (Kubernetes Jobs)."""
+        ...
+
 
 def make_load_runner(
     spec: LoadSpec,

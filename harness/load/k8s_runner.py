@@ -191,6 +191,11 @@ class KubernetesJobsRunner:
         done = self.jobs.wait(float("inf") if timeout is None else timeout)
         return done and not self._interrupted
 
+    def load_pids(self) -> dict[str, int]:
+        """None: Locust runs in the cluster's pods, out of reach of the local sampler (the
+        scorecard says ``instrument.sampled: false``)."""
+        return {}
+
     def record_count(self) -> int:
         return sum(len(rows) for rows in self._rows.values())
 

@@ -97,6 +97,10 @@ class Crew(Protocol):
         its records into ``requests.csv``."""
         ...
 
+    def pids(self) -> dict[str, int]:
+        """The crew's running processes by telemetry source name (``locust-worker-N``)."""
+        ...
+
 
 class LocustRunner:
     """One Locust run: ``start()``, then ``wait()`` for the shape to end and/or ``stop()``.
@@ -311,6 +315,15 @@ class LocustRunner:
             },
         )
         return returncode
+
+    def load_pids(self) -> dict[str, int]:
+        """The running Locust processes on this machine by telemetry source name: ``locust``
+        (this process; a crew's master) and the crew's (their CPU is sampled)."""
+        proc = self._proc
+        pids = {"locust": proc.pid} if proc is not None and proc.poll() is None else {}
+        if self.crew is not None:
+            pids.update(self.crew.pids())
+        return pids
 
     def record_count(self) -> int:
         """Request records written so far (with a crew, the sum of its workers' files)."""

@@ -146,6 +146,11 @@ class LocalWorkers:
         self._merger = LiveMerger(self.run_dir)
         self._merger.start()
 
+    def pids(self) -> dict[str, int]:
+        """The running workers by telemetry source name, ``locust-worker-<index>`` (the index
+        of their log file)."""
+        return {f"locust-worker-{i}": p.pid for i, p in enumerate(self.procs) if p.poll() is None}
+
     def record_count(self) -> int:
         return sum(count_records(p) for p in worker_record_files(self.run_dir))
 

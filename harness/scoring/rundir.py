@@ -1,7 +1,8 @@
 """Score a run folder offline: ``gpuchaos score RUN_DIR`` reproduces ``scorecard.json``.
 
 Everything is read from the folder: the resolved experiment (for the SLOs), the request
-records, the timeline and Chaos Toolkit's journal.
+records (and their ``lag_ms`` when the folder has it), the timeline, the telemetry and Chaos
+Toolkit's journal.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from harness.errors import ConfigError, ScoringError
 from harness.records import COLUMNS
 from harness.rundir import EXPERIMENT_FILE, RunDir
 from harness.scoring.gpu import read_telemetry
+from harness.scoring.instrument import read_lag
 from harness.scoring.persecond import per_second, write_per_second
 from harness.scoring.resilience import litmus_style
 from harness.scoring.scorecard import build_scorecard
@@ -113,7 +115,13 @@ def score_run_dir(run_dir: str | Path, write: bool = True) -> dict[str, Any]:
         "run_dir": run_dir.name,
     }
     card = build_scorecard(
-        requests, timeline, spec.slos, timeout_ms=timeout_ms, meta=meta, telemetry=telemetry
+        requests,
+        timeline,
+        spec.slos,
+        timeout_ms=timeout_ms,
+        meta=meta,
+        telemetry=telemetry,
+        lag=read_lag(paths.requests),
     )
     card["score"]["litmus_style"] = litmus_style(journal)
     chaos = _chaos_summary(journal)

@@ -45,6 +45,7 @@ from harness.scoring.analytics import (
     window_figures,
 )
 from harness.scoring.gpu import gpu_figures
+from harness.scoring.instrument import instrument_figures
 from harness.scoring.persecond import per_second
 from harness.scoring.recovery import analyze_recovery
 from harness.scoring.resilience import resilience_score
@@ -252,6 +253,7 @@ def build_scorecard(
     timeout_ms: float,
     meta: Mapping[str, Any],
     telemetry: pd.DataFrame | None = None,
+    lag: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Score one run (see module). Returns a JSON-serialisable dict.
 
@@ -265,7 +267,10 @@ def build_scorecard(
     list of ``target``, ``start_s``, ``end_s`` and :data:`PER_FAULT_KEYS` per fault),
     ``autoscaler``,
     ``error_budget``, ``goodput`` (thresholds and figures), ``gpu`` (from ``telemetry``),
-    ``score``, ``verdict``, ``exit_code``, and ``abort_reason`` when aborted.
+    ``instrument`` (whether the load generator was saturated, from the Locust CPU samples
+    in ``telemetry`` and ``lag``, the ``start`` and ``lag_ms`` of the open-loop arrivals;
+    see :mod:`harness.scoring.instrument`), ``score``, ``verdict``, ``exit_code``, and
+    ``abort_reason`` when aborted.
     """
     t0, load_end = run_window(requests, timeline)
     duration = load_end - t0
@@ -322,6 +327,7 @@ def build_scorecard(
             "goodput_ratio": run["goodput_ratio"],
         },
         "gpu": gpu_figures(telemetry, t0, load_end, slos.price_per_gpu_hour),
+        "instrument": instrument_figures(telemetry, lag, t0, load_end),
         "score": resilience_score(entries, recovery, budget, slos, int(run["requests"])),
     }
     if aborts:

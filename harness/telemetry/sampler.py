@@ -14,6 +14,10 @@ Sources and metrics (one row each per sample; see the README's "Telemetry" table
 - ``harness``: ``sample_ms``, the wall time one sample took, and ``sample_cpu_ms``, the CPU
   time the sampling thread spent on it (the sampler's own overhead; scrapes run in a small
   thread pool and are not counted in the CPU figure).
+- each local Locust process (``locust``, ``locust-worker-N``; named by the load runner's
+  ``load_pids``): ``cpu_percent``, percent of one core since its previous sample (the
+  instrument's saturation check, :mod:`harness.scoring.instrument`). A process's first
+  sample only primes its counter and writes no row.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import http.client
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -63,6 +67,11 @@ class Observed(Protocol):
     def nodes(self) -> list[str]: ...
 
     def replicas(self) -> Sequence[ReplicaView]: ...
+
+
+#: The load generator's local processes, ``{telemetry source: pid}`` (a load runner's
+#: ``load_pids``): telemetry takes a callable, so it imports no load runner.
+LoadPids = Callable[[], Mapping[str, int]]
 
 
 #: Replica metrics scraped from /metrics, and the name they get in telemetry.
@@ -128,6 +137,8 @@ class TelemetrySampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._procs: dict[int, psutil.Process] = {}
+        self._load_pids: LoadPids | None = None
+        self._load_procs: dict[int, psutil.Process] = {}
         self._nvml_given = nvml
         self._nvml: Nvml | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="scrape")
@@ -135,6 +146,11 @@ class TelemetrySampler:
         self.sample_s_total = 0.0
         self.latest: dict[tuple[str, str], float] = {}
         self.gpu_events: list[GpuEvent] = []
+
+    def watch_load(self, pids: LoadPids) -> None:
+        """Sample the CPU of the load generator's processes, named by ``pids()`` (called at
+        every sample: processes that start later or exit are picked up and dropped)."""
+        self._load_pids = pids
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
@@ -191,6 +207,33 @@ class TelemetrySampler:
             rows += scraped
         rows += [(node, "replicas_ready", float(n)) for node, n in ready_per_node.items()]
         rows.append(("platform", "replicas_ready", float(sum(ready_per_node.values()))))
+        rows += self._load_rows()
+        return rows
+
+    def _load_rows(self) -> list[tuple[str, str, float]]:
+        """``cpu_percent`` of each load generator process; a new one is primed, not read."""
+        if self._load_pids is None:
+            return []
+        try:
+            pids = dict(self._load_pids())
+        except Exception:
+            log.debug("reading the load generator's pids failed", exc_info=True)
+            return []
+        rows: list[tuple[str, str, float]] = []
+        for source, pid in pids.items():
+            proc = self._load_procs.get(pid)
+            try:
+                if proc is None:
+                    proc = psutil.Process(pid)
+                    proc.cpu_percent(None)  # prime: the first reading covers no interval
+                    self._load_procs[pid] = proc
+                    continue
+                rows.append((source, "cpu_percent", proc.cpu_percent(None)))
+            except psutil.Error:
+                self._load_procs.pop(pid, None)
+        live = set(pids.values())
+        for pid in [p for p in self._load_procs if p not in live]:
+            del self._load_procs[pid]
         return rows
 
     def _loop(self) -> None:
