@@ -3,7 +3,9 @@
 :func:`load_run` reads the scorecard (scoring the folder when ``scorecard.json`` is
 missing), the resolved experiment, the request records, the timeline and the telemetry.
 :func:`per_second_figures` gives the per-second series the plots show: the scorer's own
-(:func:`harness.scoring.per_second`), so a plot never disagrees with the verdict.
+(:func:`harness.scoring.per_second`), so a plot never disagrees with the verdict; likewise
+:func:`instrument_windows` shades the seconds the scorecard found the load generator
+saturated.
 """
 
 from __future__ import annotations
@@ -144,3 +146,15 @@ def with_gaps(xs: list[float], ys: list[float], gap_s: float) -> tuple[list[floa
         out_x.append(x)
         out_y.append(y)
     return out_x, out_y
+
+
+def instrument_windows(scorecard: dict[str, Any]) -> list[tuple[float, float]]:
+    """(start, end) in seconds since ``t0`` of each run of seconds the scorecard's
+    ``instrument`` section found the load generator saturated (none when it has none)."""
+    inst = scorecard.get("instrument")
+    windows = inst.get("windows") if isinstance(inst, dict) else None
+    out: list[tuple[float, float]] = []
+    for w in windows if isinstance(windows, list) else []:
+        if isinstance(w, dict) and isinstance(w.get("start_s"), int | float):
+            out.append((float(w["start_s"]), float(w.get("end_s") or w["start_s"] + 1)))
+    return out

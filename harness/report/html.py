@@ -1,7 +1,9 @@
 """``report.html``: one self-contained page (inline CSS and SVG, nothing fetched).
 
-Sections: the verdict and the experiment's title; the scorecard (SLO table, recovery and
-run figures); plots over the load with the fault windows shaded (latency percentiles, TTFT,
+Sections: the verdict and the experiment's title (and the instrument's warning when the load
+generator was saturated); the scorecard (SLO table, recovery, run and instrument figures);
+plots over the load with the fault windows and the load generator's saturated seconds
+shaded, one renderer for both (latency percentiles, TTFT,
 error rate, throughput and goodput, replicas Ready, GPU utilization and memory per GPU or CPU
 and RSS without a GPU, queue depth and KV-cache usage); the timeline; the experiment as run.
 """
@@ -17,7 +19,12 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__
-from harness.report.data import RunData, per_second_figures, telemetry_series
+from harness.report.data import (
+    RunData,
+    instrument_windows,
+    per_second_figures,
+    telemetry_series,
+)
 from harness.report.svg import Chart, Series, Window, render
 from harness.rundir import RunDir
 from harness.scoring import fault_windows
@@ -60,6 +67,7 @@ svg .legend{fill:#1b1f24}svg .axis{font-size:11px;fill:#57606a}
 svg .grid{stroke:#eaeef2}svg .xtick{stroke:#8c959f}svg .frame{fill:none;stroke:#8c959f}
 svg .series{fill:none;stroke-width:1.6;stroke-linejoin:round}
 svg .fault{fill:#cf222e;fill-opacity:.12}svg .faultlabel{font-size:10px;fill:#cf222e}
+svg .instrument{fill:#9a6700;fill-opacity:.16}svg .instrumentlabel{font-size:10px;fill:#9a6700}
 svg .ref{stroke:#6e7781;stroke-dasharray:2 3}svg .reflabel{font-size:10px;fill:#6e7781}
 svg .empty{fill:#8c959f;font-size:13px}
 pre{background:#fff;border:1px solid #d0d7de;padding:10px;overflow:auto;font-size:12px}
@@ -139,6 +147,7 @@ def _scorecard_html(card: dict[str, Any]) -> str:
     ):
         if key in run:
             pairs.append((key.replace("_", " "), _num(run[key], unit)))
+    pairs += _instrument_pairs(card.get("instrument"))
     gpu = card.get("gpu")
     if isinstance(gpu, dict):
         for key, value in gpu.items():
@@ -175,12 +184,33 @@ def _scorecard_html(card: dict[str, Any]) -> str:
     return html
 
 
+def _instrument_pairs(inst: Any) -> list[tuple[str, str]]:
+    """The instrument's figures for the scorecard table (none for an older scorecard)."""
+    if not isinstance(inst, dict):
+        return []
+    if inst.get("saturated"):
+        state = f"saturated {_num(inst.get('affected_s'), 's')}"
+    elif inst.get("sampled") or inst.get("lag_recorded"):
+        state = "not saturated"
+    else:
+        state = "not sampled"
+    return [
+        ("load generator", state),
+        ("peak Locust CPU", _num(inst.get("peak_cpu_percent"), "% of a core", digits=0)),
+        ("peak send lag", _num(inst.get("peak_lag_ms"), "ms", digits=0)),
+    ]
+
+
 def _plots(data: RunData) -> list[Chart]:
     sec = per_second_figures(data)
     x = [float(s) + 0.5 for s in sec["second"].tolist()]
     x_max = max(data.duration_s, float(len(sec)))
     faults = fault_windows(data.timeline, t0=data.t0, open_until=data.load_end, labels=True)
     windows = [Window(s, e, label) for s, e, label in sorted(faults)]
+    windows += [
+        Window(s, e, "load generator saturated", kind="instrument")
+        for s, e in instrument_windows(data.scorecard)
+    ]
     slos = data.slos
     charts: list[Chart] = []
 
@@ -354,6 +384,9 @@ def render_report(data: RunData) -> str:
         head += f'<p class="bad">aborted: {escape(str(abort))}</p>'
     if note:
         head += f'<p class="bad">{escape(str(note))}</p>'
+    warning = (card.get("instrument") or {}).get("warning")
+    if warning:
+        head += f'<p class="bad" id="instrument-warning">{escape(str(warning))}</p>'
     plots = "".join(f"<figure>{render(c)}</figure>" for c in charts)
     telemetry_note = (
         "GPU figures from NVML."
@@ -366,7 +399,8 @@ def render_report(data: RunData) -> str:
         f"<title>gpuchaos: {escape(data.name)} ({escape(verdict)})</title>"
         f"<style>{CSS}</style></head><body><main>"
         f"{head}<h2>Scorecard</h2>{_scorecard_html(card)}"
-        f'<h2>Over time</h2><p class="note">Shaded: fault windows. Dashed horizontal lines: '
+        f'<h2>Over time</h2><p class="note">Shaded: fault windows (red) and seconds the load '
+        f"generator was saturated (amber). Dashed horizontal lines: "
         f"objectives. Requests are bucketed by the second they ended; failed requests count "
         f"as at least the client timeout in percentiles. {telemetry_note}</p>{plots}"
         f"<h2>Timeline</h2>{_timeline_html(data)}"

@@ -2,6 +2,9 @@
 
 A missed SLO is a ``<failure>`` whose message carries the measured value against the
 objective; an aborted run adds a test case ``run`` with an ``<error>`` holding the reason.
+When the load generator was saturated (the scorecard's ``instrument`` section), the suite
+says so: property ``instrument_saturated`` (with ``instrument_affected_s``) and a line in
+the suite's ``<system-out>``, so a reader of the verdict knows the client may have set it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ def slo_message(entry: dict[str, Any]) -> str:
     if entry.get("note"):
         text += f" ({entry['note']})"
     return text
+
+
+def instrument_line(scorecard: dict[str, Any]) -> str | None:
+    """One line when the verdict was reached while the load generator was saturated."""
+    instrument = scorecard.get("instrument")
+    if not isinstance(instrument, dict) or not instrument.get("warning"):
+        return None
+    verdict = scorecard.get("verdict", "unknown")
+    return f"verdict {verdict} reached while {instrument['warning']}"
 
 
 def render_junit(scorecard: dict[str, Any], suite: str) -> str:
@@ -62,6 +74,12 @@ def render_junit(scorecard: dict[str, Any], suite: str) -> str:
         ("harness_version", meta.get("harness_version")),
     ):
         ET.SubElement(props, "property", name=name, value=str(value))
+    instrument = scorecard.get("instrument")
+    if isinstance(instrument, dict):
+        saturated = bool(instrument.get("saturated"))
+        ET.SubElement(props, "property", name="instrument_saturated", value=str(saturated).lower())
+        affected = instrument.get("affected_s")
+        ET.SubElement(props, "property", name="instrument_affected_s", value=str(affected))
     classname = f"gpuchaos.{suite}"
     if aborted:
         case = ET.SubElement(ts, "testcase", classname=classname, name="run", time="0")
@@ -79,6 +97,9 @@ def render_junit(scorecard: dict[str, Any], suite: str) -> str:
         else:
             out = ET.SubElement(case, "system-out")
             out.text = message
+    line = instrument_line(scorecard)
+    if line:
+        ET.SubElement(ts, "system-out").text = line
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 

@@ -1,7 +1,7 @@
 """``summary.md``: the run in Markdown for CI step summaries (e.g. ``$GITHUB_STEP_SUMMARY``).
 
-The verdict, the SLO table (objective, measured, result), the recovery figures and the
-run's totals.
+The verdict (and, when the load generator was saturated, that the verdict was reached so),
+the SLO table (objective, measured, result), the recovery figures and the run's totals.
 """
 
 from __future__ import annotations
@@ -40,6 +40,13 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
         lines += [f"> **Aborted:** {_cell(str(scorecard['abort_reason']))}", ""]
     if scorecard.get("note"):
         lines += [f"> {_cell(str(scorecard['note']))}", ""]
+    warning = (scorecard.get("instrument") or {}).get("warning")
+    if warning:
+        lines += [
+            f"> ⚠️ **Verdict reached while the instrument was saturated:** {_cell(str(warning))}"
+            ' (see the README, "Is the load generator the bottleneck?").',
+            "",
+        ]
     slos = scorecard.get("slos") or []
     if slos:
         lines += ["| SLO | objective | measured | result |", "|---|---:|---:|---|"]

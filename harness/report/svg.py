@@ -1,7 +1,8 @@
 """Inline SVG line charts, hand-written so that the report needs no library and no network.
 
 A chart is a plain ``<svg>`` element: axes with tick labels, one polyline path per series
-(NaN breaks a line), shaded windows (the faults), optional dashed reference lines (the SLO
+(NaN breaks a line), shaded windows (the faults, and the seconds the load generator was
+saturated), optional dashed reference lines (the SLO
 objectives) and a legend. Every series path carries a ``<title>`` with its name, so
 hovering names it.
 """
@@ -44,11 +45,13 @@ class Series:
 
 @dataclass
 class Window:
-    """A shaded span of x (a fault), labelled at its top."""
+    """A shaded span of x, labelled: a ``fault`` (at the top of the plot) or seconds of a
+    saturated load generator, ``instrument`` (at the bottom, so both labels show)."""
 
     start: float
     end: float
     label: str
+    kind: str = "fault"
 
 
 @dataclass
@@ -135,10 +138,12 @@ def render(chart: Chart) -> str:
     ]
     for w in chart.windows:
         x0, x1 = tx(w.start), tx(w.end)
+        kind = escape(w.kind)
+        label_y = TOP + 11 if w.kind == "fault" else TOP + ph - 4
         out.append(
-            f'<rect class="fault" x="{x0:.1f}" y="{TOP}" width="{max(1.0, x1 - x0):.1f}" '
+            f'<rect class="{kind}" x="{x0:.1f}" y="{TOP}" width="{max(1.0, x1 - x0):.1f}" '
             f'height="{ph}"><title>{escape(w.label)}</title></rect>'
-            f'<text class="faultlabel" x="{x0 + 3:.1f}" y="{TOP + 11}">{escape(w.label)}</text>'
+            f'<text class="{kind}label" x="{x0 + 3:.1f}" y="{label_y}">{escape(w.label)}</text>'
         )
     for t in ticks:
         y = ty(t)
