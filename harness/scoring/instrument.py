@@ -10,8 +10,9 @@ alone (``gpuchaos score`` reproduces it).
 
 Definitions (thresholds in :data:`CPU_SATURATED_PERCENT` and :data:`LAG_P95_MS`):
 
-- The load's seconds are ``0 .. ceil(load_end - t0) - 1``; second ``s`` is ``[t0 + s,
-  t0 + s + 1)``.
+- The load's seconds are ``0 .. ceil(end - t0) - 1``, ``end`` the end of the load shape
+  (the scorecard passes ``t0`` + the shape's duration, or the load end when that came
+  first: Locust's shutdown sends nothing); second ``s`` is ``[t0 + s, t0 + s + 1)``.
 - A CPU sample stands for the time since the previous sample of the same process (the
   first one of a process: its usual gap). It is **saturated** above
   :data:`CPU_SATURATED_PERCENT` of one core. A second is **CPU-affected** when saturated

@@ -84,6 +84,14 @@ def _within_shape(table: pd.DataFrame, timeline: Sequence[Mapping[str, Any]]) ->
     return table[table["second"] < math.floor(float(duration))]
 
 
+def _shape_end(timeline: Sequence[Mapping[str, Any]], t0: float, load_end: float) -> float:
+    """The end of the load shape itself (``t0`` + its duration), or the load end when that
+    came first: Locust's shutdown after the shape (its summary, its exit) sends nothing."""
+    starts = events_of(timeline, "load_start")
+    duration = (starts[0].get("details") or {}).get("duration_s") if starts else None
+    return load_end if duration is None else min(load_end, t0 + float(duration))
+
+
 #: The figures of each fault kept in ``recovery.per_fault``.
 PER_FAULT_KEYS = (
     "time_to_detect_s",
@@ -267,10 +275,10 @@ def build_scorecard(
     list of ``target``, ``start_s``, ``end_s`` and :data:`PER_FAULT_KEYS` per fault),
     ``autoscaler``,
     ``error_budget``, ``goodput`` (thresholds and figures), ``gpu`` (from ``telemetry``),
-    ``instrument`` (whether the load generator was saturated, from the Locust CPU samples
-    in ``telemetry`` and ``lag``, the ``start`` and ``lag_ms`` of the open-loop arrivals;
-    see :mod:`harness.scoring.instrument`), ``score``, ``verdict``, ``exit_code``, and
-    ``abort_reason`` when aborted.
+    ``instrument`` (whether the load generator was saturated during the load shape, from the
+    Locust CPU samples in ``telemetry`` and ``lag``, the ``start`` and ``lag_ms`` of the
+    open-loop arrivals; see :mod:`harness.scoring.instrument`), ``score``, ``verdict``,
+    ``exit_code``, and ``abort_reason`` when aborted.
     """
     t0, load_end = run_window(requests, timeline)
     duration = load_end - t0
@@ -327,7 +335,7 @@ def build_scorecard(
             "goodput_ratio": run["goodput_ratio"],
         },
         "gpu": gpu_figures(telemetry, t0, load_end, slos.price_per_gpu_hour),
-        "instrument": instrument_figures(telemetry, lag, t0, load_end),
+        "instrument": instrument_figures(telemetry, lag, t0, _shape_end(timeline, t0, load_end)),
         "score": resilience_score(entries, recovery, budget, slos, int(run["requests"])),
     }
     if aborts:
