@@ -3,9 +3,10 @@
 Sections: the verdict and the experiment's title (and the instrument's warning when the load
 generator was saturated); the scorecard (SLO table, recovery, run and instrument figures);
 plots over the load with the fault windows and the load generator's saturated seconds
-shaded, one renderer for both (latency percentiles, TTFT,
-error rate, throughput and goodput, replicas Ready, GPU utilization and memory per GPU or CPU
-and RSS without a GPU, queue depth and KV-cache usage); the timeline; the experiment as run.
+shaded, one renderer for both (latency percentiles, TTFT, error rate, throughput and
+goodput, replicas Ready, GPU utilization and memory per GPU or CPU and RSS without a GPU,
+queue depth and KV-cache usage, the Locust processes' CPU); the timeline; the experiment as
+run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from harness.report.data import (
 from harness.report.svg import Chart, Series, Window, render
 from harness.rundir import RunDir
 from harness.scoring import fault_windows
+from harness.scoring.instrument import CPU_SATURATED_PERCENT, LOCUST_SOURCE
 
 #: After layout, counts the plots the browser actually drew (a box with a size and at least
 #: one drawn line) into ``<body data-plots-rendered>``: what the headless-browser test reads.
@@ -331,6 +333,11 @@ def _plots(data: RunData) -> list[Chart]:
     kv = series_of("kv_cache_usage", replicas)
     if kv:
         add("kv_cache", "KV-cache usage", "share of slots", kv, y_max=1.0, percent=True)
+    locusts = sorted(s for s in sources if LOCUST_SOURCE.match(s))
+    if locusts:
+        limit = [("saturated above", CPU_SATURATED_PERCENT)]
+        cpu = series_of("cpu_percent", locusts)
+        add("locust_cpu", "Load generator CPU (Locust)", "% of one core", cpu, refs=limit)
     return charts
 
 

@@ -51,6 +51,7 @@ def test_saturated_seconds_are_scored_shaded_and_reported(tmp_path: Path) -> Non
     assert {t for _, t in shaded} == {"load generator saturated"}
     assert len(re.findall(r'<rect class="fault"', html)) == plots  # the fault still shaded
     assert 'id="instrument-warning"' in html and "peak CPU 99% of a core" in html
+    assert '<svg class="plot" id="locust_cpu"' in html  # the samples themselves, plotted
 
     md = (run_dir / "summary.md").read_text()
     assert "Verdict reached while the instrument was saturated" in md
