@@ -6,12 +6,21 @@ and where the Locust workers run.
 imports protocols (they import gevent), so this checks the name's form and that its module
 can be found (``importlib.util.find_spec``, which imports its parent packages but not the
 module itself): a misspelt name is one clear error at ``gpuchaos validate``.
+
+The connection settings (``api_key_env``, ``headers``, ``ca_bundle``, ``verify``) live here, not
+on ``endpoint``: they are how the load generator reaches its server, so they apply to an
+external endpoint and to a deployed platform alike (a gateway in front of either), and they
+travel to the Locust process with the rest of this block. Only their form is checked here;
+the token's variable and the CA file are checked when the load starts
+(:mod:`harness.load.connection`), because a catalog is validated, and a run folder re-scored,
+where neither is.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -20,7 +29,11 @@ from harness.config.base import StrictModel
 from harness.config.shapes import Shape
 
 #: The protocols of harness.load.protocols by their registered names.
-BUILTIN_USERS = ("openai-stream", "openai", "kserve-v2")
+BUILTIN_USERS = ("openai-stream", "openai", "kserve-v2", "openai-chat-stream", "openai-chat")
+#: An environment variable's name (``api_key_env``).
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: An HTTP header's name (RFC 9110 token).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 #: ``package.module:ClassName``: a Protocol subclass in an importable module.
 _CLASS_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
@@ -78,7 +91,9 @@ class LoadSpec(StrictModel):
         default="openai-stream",
         description=(
             "Protocol of the requests: 'openai-stream' (streaming /v1/completions, records "
-            "TTFT), 'openai' (non-streaming), 'kserve-v2' (POST /v2/models/{model}/infer), or "
+            "TTFT), 'openai' (non-streaming), 'openai-chat-stream' (streaming "
+            "/v1/chat/completions, TTFT at the first content delta), 'openai-chat' "
+            "(non-streaming chat), 'kserve-v2' (POST /v2/models/{model}/infer), or "
             "'package.module:ClassName' naming a Protocol subclass (harness.load.protocols) "
             "in an installed module or one on PYTHONPATH (checked here: the form, and that "
             "the module can be found; it is imported only in the Locust process)."
@@ -105,7 +120,11 @@ class LoadSpec(StrictModel):
     )
     model: str | None = Field(
         default=None,
-        description="Model name sent (openai) or addressed (kserve-v2, default 'classifier').",
+        description=(
+            "Model name sent (openai, openai-stream: default 'gpuchaos'; openai-chat, "
+            "openai-chat-stream: default the first model of GET /v1/models, asked once per "
+            "Locust process) or addressed (kserve-v2, default 'classifier')."
+        ),
     )
     prompt_words: int | LengthDistribution = Field(
         default=8, description="Words in each prompt: a number or a length distribution."
@@ -114,6 +133,42 @@ class LoadSpec(StrictModel):
         default=16, description="Tokens requested per completion: a number or a distribution."
     )
     request_timeout_s: float = Field(default=30.0, gt=0, description="Client-side timeout.")
+    api_key_env: str | None = Field(
+        default=None,
+        description=(
+            "Name of an environment variable holding a bearer token, sent as 'Authorization: "
+            "Bearer <token>' with every request (GET /v1/models too). Only the name is written "
+            "anywhere; the Locust process reads the token from its environment, inherited "
+            "from the harness. Checked when the load starts, not at validate (a catalog is "
+            "validated, and a run folder re-scored, where the token is not): unset or empty, "
+            "the run fails there with one line naming the variable."
+        ),
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Extra HTTP headers of every request (a gateway's routing or tenant header); "
+            "they replace the protocol's headers of the same name. They are written to the "
+            "run folder with the experiment: a secret goes in api_key_env, and Authorization "
+            "is refused here."
+        ),
+    )
+    ca_bundle: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "https: a PEM file of the CA certificates the server's certificate is checked "
+            "against, instead of certifi's bundle (a private CA, a self-signed gateway); "
+            "relative paths are from the working directory. Loaded when the load starts."
+        ),
+    )
+    verify: bool = Field(
+        default=True,
+        description=(
+            "https: check the server's certificate and host name. false skips the check and "
+            "says so with a warning in harness.log and locust.log; not with ca_bundle."
+        ),
+    )
     wait_s: float = Field(
         default=0.0, ge=0, description="Closed loop: think time between a user's requests."
     )
@@ -161,6 +216,33 @@ class LoadSpec(StrictModel):
     def _known_user(cls, value: str) -> str:
         return _check_user(value)
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.fullmatch(value):
+            raise ValueError(f"{value!r} is no environment variable name (letters, digits, _)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _plain_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is no HTTP header name")
+            if name.lower() == "authorization":
+                raise ValueError(
+                    "Authorization is refused here (it would be written to the run folder): "
+                    "name the environment variable holding the token in api_key_env"
+                )
+            if any(c in text for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: a value must be one line")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else str(Path(value).expanduser().resolve())
+
     @field_validator("prompt_words", "max_tokens")
     @classmethod
     def _positive(cls, value: int | LengthDistribution) -> int | LengthDistribution:
@@ -172,4 +254,16 @@ class LoadSpec(StrictModel):
     def _jobs_need_workers(self) -> LoadSpec:
         if self.workers_on == "kubernetes" and self.workers < 1:
             raise ValueError("workers_on: kubernetes needs workers >= 1")
+        return self
+
+    @model_validator(mode="after")
+    def _connection(self) -> LoadSpec:
+        if self.ca_bundle is not None and not self.verify:
+            raise ValueError("ca_bundle and verify: false contradict (check with one, or not)")
+        local = [name for name in ("api_key_env", "ca_bundle") if getattr(self, name)]
+        if self.workers_on == "kubernetes" and local:
+            raise ValueError(
+                f"{' and '.join(local)}: the harness's environment and files, which the "
+                "Locust Jobs of workers_on: kubernetes do not have"
+            )
         return self

@@ -25,6 +25,7 @@ from typing import IO, Protocol
 
 from harness.config import LoadSpec
 from harness.errors import LoadError
+from harness.load.connection import check_connection
 from harness.load.lifecycle import PhaseEvents, load_start_details
 from harness.load.loadconfig import CONFIG_ENV, write_load_config
 from harness.load.merge import count_records
@@ -195,6 +196,8 @@ class LocustRunner:
         """
         if self._proc is not None:
             raise LoadError("load already started")
+        # the token's variable set, the CA bundle loaded (ConfigError), verify: false warned
+        check_connection(self.spec, os.environ, self.endpoint)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.time() + self.start_delay_s
         write_load_config(

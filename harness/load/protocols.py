@@ -3,8 +3,9 @@
 Why a registry: the recording user (:mod:`harness.load.recording`) sends requests and writes
 their records the same way whatever the server speaks; only the request's path and body,
 and how the answer is read (tokens, TTFT, errors), differ. Each protocol says that once, in
-a :class:`Protocol` subclass; the three built-in ones (``openai-stream``, ``openai``,
-``kserve-v2``) are registered here by name with :func:`register_protocol`, and ``load.user``
+a :class:`Protocol` subclass; the built-in ones (``openai-stream``, ``openai``,
+``openai-chat-stream``, ``openai-chat``, ``kserve-v2``) are registered here by name with
+:func:`register_protocol`, and ``load.user``
 may also name a subclass in a module of your own as ``package.module:ClassName``.
 :func:`protocol_class` resolves the name once per Locust process; each user makes one
 instance and keeps its bound :meth:`~Protocol.body` and :meth:`~Protocol.read`, so the
@@ -33,6 +34,7 @@ from geventhttpclient.useragent import ConnectionError as ClientConnectionError
 
 from harness.config import LoadSpec
 from harness.errors import ConfigError
+from harness.load.modelname import RequestNotSent, discovered_model
 from harness.load.sampling import PromptSource, draw_length, v2_payload
 from harness.load.sse import classify_line, one_line, quick_kind
 
@@ -182,6 +184,8 @@ def describe(exc: BaseException) -> str:
         return "connection closed"
     if isinstance(exc, HTTPParseError):
         return one_line(f"bad response: {exc}")
+    if isinstance(exc, RequestNotSent):
+        return one_line(str(exc))
     return one_line(f"{type(exc).__name__}: {exc}")
 
 
@@ -213,30 +217,38 @@ class OpenAICompletion(Protocol):
 
     path = "/v1/completions"
     stream = False
+    #: The body with its model and stream flag to fill in (str.format), then the prompt and
+    #: max_tokens (``%``): what json.dumps of the whole object gives (the prompt's words need
+    #: no escaping), at a fraction of its cost per request.
+    body_format = '{{"model": {model}, "prompt": "%s", "max_tokens": %d, "stream": {stream}}}'
+    #: The model named when ``load.model`` is unset; ``None``: the first of ``GET /v1/models``.
+    default_model: ClassVar[str | None] = "gpuchaos"
 
     def __init__(self, user: UserContext) -> None:
         super().__init__(user)
-        model = json.dumps(self.load.model or "gpuchaos")
-        # what json.dumps of the whole object gives (the prompt's words need no escaping),
-        # at a fraction of its cost per request
-        self._template = (
-            f'{{"model": {model}, "prompt": "%s", "max_tokens": %d, '
-            f'"stream": {json.dumps(self.stream)}}}'
-        )
+        model = self.load.model or self.default_model
+        self._template = None if model is None else self._format(model)
         # fixed lengths (the usual case) skip the draw
         words, tokens = self.load.prompt_words, self.load.max_tokens
         self._words = words if isinstance(words, int) else None
         self._max_tokens = tokens if isinstance(tokens, int) else None
         self._prompt = self.prompts.prompt
 
+    def _format(self, model: str) -> str:
+        name = json.dumps(model).replace("%", "%%")
+        return self.body_format.format(model=name, stream=json.dumps(self.stream))
+
     def body(self) -> str:
+        template = self._template
+        if template is None:  # the model is asked of the server on the first request
+            template = self._template = self._format(discovered_model(self.base_url, self.get))
         words = self._words
         if words is None:
             words = draw_length(self.load.prompt_words, self.rng)
         max_tokens = self._max_tokens
         if max_tokens is None:
             max_tokens = draw_length(self.load.max_tokens, self.rng)
-        return self._template % (self._prompt(words), max_tokens)
+        return template % (self._prompt(words), max_tokens)
 
     def read(self, m: Measurement, response: Any) -> None:
         body = response.read()
@@ -319,6 +331,42 @@ class OpenAIStream(OpenAICompletion):
                 m.error = text
                 return True
         return False
+
+
+#: The chat body (``choices[0].message.content`` back, or ``delta.content`` chunks).
+_CHAT_FORMAT = (
+    '{{"model": {model}, "messages": [{{"role": "user", "content": "%s"}}], '
+    '"max_tokens": %d, "stream": {stream}}}'
+)
+
+
+@register_protocol("openai-chat")
+class OpenAIChat(OpenAICompletion):
+    """``POST /v1/chat/completions``, the whole answer at once; tokens from ``usage``.
+
+    ``load.model`` unset: the first model of ``GET /v1/models`` (once per process)."""
+
+    path = "/v1/chat/completions"
+    body_format = _CHAT_FORMAT
+    default_model = None
+
+
+@register_protocol("openai-chat-stream")
+class OpenAIChatStream(OpenAIStream):
+    """SSE ``POST /v1/chat/completions``: TTFT at the first non-empty ``delta.content``, a
+    token per content chunk, or the ``usage`` block's count when the server sends one."""
+
+    path = "/v1/chat/completions"
+    body_format = _CHAT_FORMAT
+    default_model = None
+
+    def _events(self, m: Measurement, block: bytes) -> bool:
+        over = super()._events(m, block)
+        at = block.rfind(_COMPLETION_TOKENS_KEY)
+        found = _COLON_NUMBER.match(block, at + len(_COMPLETION_TOKENS_KEY)) if at >= 0 else None
+        if found is not None:
+            m.output_tokens = int(found.group(1))
+        return over
 
 
 def _read_stream(stream: Any, sep: bytes | None) -> bytes:

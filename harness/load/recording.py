@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import os
 import random
 import time
 from typing import Any
@@ -24,6 +25,8 @@ from geventhttpclient.useragent import ConnectionError as ClientConnectionError
 from locust import FastHttpUser
 from locust.env import Environment
 
+from harness.load.connection import INSECURE, connection_headers, with_headers
+from harness.load.modelname import RequestNotSent
 from harness.load.protocols import Measurement, UserContext, describe, protocol_class
 from harness.load.rowbatch import ROW, RowBatcher, cached_field
 from harness.load.sse import http_error, one_line
@@ -42,6 +45,16 @@ NO_CONTEXT: dict[str, Any] = {}
 #: Every row of this process, batched per turn of gevent's loop; what is left at exit too.
 ROWS = RowBatcher(RecordWriter(RECORDS_PATH))
 atexit.register(ROWS.flush)
+#: load.headers and the bearer token of load.api_key_env, read from this process's
+#: environment (a ConfigError naming the variable when it is unset); never logged.
+CONNECTION_HEADERS = connection_headers(LOAD, os.environ)
+if not LOAD.verify:
+    log.warning(INSECURE, "the load's server")
+
+
+def _ca_bundle_context(cafile: str | None = None) -> Any:
+    """The TLS context of ``load.ca_bundle`` (geventhttpclient offers certifi's bundle)."""
+    return gevent.ssl.create_default_context(cafile=LOAD.ca_bundle)
 
 
 class RequestFailed(Exception):
@@ -63,6 +76,10 @@ class RecordingUser(FastHttpUser):
     network_timeout = LOAD.request_timeout_s
     connection_timeout = LOAD.request_timeout_s
     max_retries = 0
+    # https: certificates checked against certifi's bundle, or load.ca_bundle; not checked
+    # with load.verify false (Locust's own default; warned about above)
+    insecure = not LOAD.verify
+    ssl_context_factory = staticmethod(_ca_bundle_context) if LOAD.ca_bundle else None
     _numbers = itertools.count()
 
     def __init__(self, environment: Environment) -> None:
@@ -76,7 +93,7 @@ class RecordingUser(FastHttpUser):
         # the protocol's bound methods, looked up once: nothing per request but the calls
         self._body = protocol.body
         self._read = protocol.read
-        self._headers = protocol.headers
+        self._headers = with_headers(protocol.headers, CONNECTION_HEADERS)
         self._name = protocol.path
         self._url = self._base + self._name
         # The inference requests go to the user's HTTP client for the host directly, not
@@ -90,7 +107,7 @@ class RecordingUser(FastHttpUser):
         """GET ``path`` of the host through the user agent (a protocol's metadata)."""
         url = self._base + path
         response = self.client.client.urlopen(
-            url, method="GET", headers={"Accept": "application/json"}
+            url, method="GET", headers={**CONNECTION_HEADERS, "Accept": "application/json"}
         )
         try:
             body = response.read()
@@ -126,9 +143,9 @@ class RecordingUser(FastHttpUser):
         return m.status != 0
 
     def _exchange(self, m: Measurement) -> None:
-        body = self._body()
         response = None
         try:
+            body = self._body()  # may ask the server first (the chat users' model)
             response = self._http.request("POST", self._uri, body=body, headers=self._headers)
             m.status = response.status_code
             replica = response.get(REPLICA_HEADER)
@@ -140,7 +157,13 @@ class RecordingUser(FastHttpUser):
                 m.elapsed = time.perf_counter() - m.started
                 return
             self._read(m, response)
-        except (OSError, HTTPParseError, ClientConnectionError, gevent.Timeout) as exc:
+        except (
+            OSError,
+            HTTPParseError,
+            ClientConnectionError,
+            gevent.Timeout,
+            RequestNotSent,
+        ) as exc:
             m.error = describe(exc)
         finally:
             if response is not None:

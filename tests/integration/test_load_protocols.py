@@ -198,8 +198,9 @@ def test_the_default_user_is_still_the_streaming_one() -> None:
     ("user", "message"),
     [
         (
-            "openai-chat",
-            "unknown user 'openai-chat': one of 'openai-stream', 'openai', 'kserve-v2'",
+            "openai-chats",
+            "unknown user 'openai-chats': one of 'openai-stream', 'openai', 'kserve-v2', "
+            "'openai-chat-stream', 'openai-chat'",
         ),
         ("tests.support.toy.protocol", "'package.module:ClassName' naming a Protocol subclass"),
         ("toy protocol:WordCount", "unknown user 'toy protocol:WordCount'"),
@@ -281,7 +282,7 @@ def test_the_registry_refuses_a_duplicate_name_and_resolves_classes() -> None:
     ]
     assert out["errors"] == [
         "the load config: load.user: no protocol 'nosuch' (known: kserve-v2, openai, "
-        "openai-stream)",
+        "openai-chat, openai-chat-stream, openai-stream)",
         "the load config: load.user: 'tests.support.toy.protocol:Nothing': AttributeError: "
         "module 'tests.support.toy.protocol' has no attribute 'Nothing'",
         "the load config: load.user: 'json:dumps' is no subclass of "
