@@ -41,6 +41,8 @@ SUMMARY_FILE = "summary.md"
 LOG_FILE = "harness.log"
 #: The load's settings, read by every Locust process.
 LOAD_CONFIG_FILE = "load.json"
+#: The load's start (t0), written by the Locust process that owns the shape once it is ready.
+LOAD_T0_FILE = "load_t0.json"
 LOCUST_LOG_FILE = "locust.log"
 _LOCUST_WORKER_LOG = "locust.worker-{}.log"
 #: Prefix of Locust's own summary CSVs (``locust_stats.csv``, ``locust_failures.csv``, ...).
@@ -121,6 +123,10 @@ class RunDir:
     @property
     def load_config(self) -> Path:
         return self.path / LOAD_CONFIG_FILE
+
+    @property
+    def load_t0(self) -> Path:
+        return self.path / LOAD_T0_FILE
 
     @property
     def locust_log(self) -> Path:

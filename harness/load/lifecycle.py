@@ -1,4 +1,4 @@
-"""What every load runner puts on the timeline: the ``load_start`` details and the phases.
+"""What every load runner puts on the timeline: ``load_start`` and ``load_end`` details, phases.
 
 Shared by the local runners (:mod:`harness.load.local`, :mod:`harness.load.local_workers`)
 and the Kubernetes Jobs runner (:mod:`harness.load.k8s_runner`), so all three describe
@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from harness.config import LoadSpec, Shape
+from harness.load.sampling import scheduled_count
 from harness.load.shapes import duration, level_at, peak_level, phase_schedule
 from harness.timeline import Timeline
 
@@ -30,6 +31,15 @@ def load_start_details(spec: LoadSpec, endpoint: str, **extra: Any) -> dict[str,
         **extra,
         "duration_s": duration(shape),
     }
+
+
+def scheduled_arrivals(spec: LoadSpec, t0: float | None, stopped_at: float | None) -> int | None:
+    """``scheduled`` of the ``load_end`` event: in open loop, the schedule's arrivals (each
+    one record), all of them, or those due by ``stopped_at`` when the load was stopped
+    before its end; ``None`` in closed loop or when the load never started (no t0)."""
+    if spec.mode != "open" or t0 is None:
+        return None
+    return scheduled_count(spec, None if stopped_at is None else stopped_at - t0)
 
 
 class PhaseEvents:

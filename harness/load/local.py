@@ -26,8 +26,8 @@ from typing import IO, Protocol
 from harness.config import LoadSpec
 from harness.errors import LoadError
 from harness.load.connection import check_connection
-from harness.load.lifecycle import PhaseEvents, load_start_details
-from harness.load.loadconfig import CONFIG_ENV, write_load_config
+from harness.load.lifecycle import PhaseEvents, load_start_details, scheduled_arrivals
+from harness.load.loadconfig import CONFIG_ENV, read_t0, write_load_config
 from harness.load.merge import count_records
 from harness.procs import die_with_parent
 from harness.rundir import LOAD_CONFIG_FILE, REQUESTS_FILE, RunDir
@@ -78,15 +78,13 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 class Crew(Protocol):
     """Processes beside the Locust process that send its requests (a master's workers)."""
 
-    #: Seconds from the launch to the load start (offset 0 of the shape).
-    start_delay_s: float
-
     def command(self, locust: list[str]) -> list[str]:
         """The command of the Locust process (``locust``), made the crew's master."""
         ...
 
     def start(self) -> None:
-        """Start the crew: the Locust process is launched and the load config written."""
+        """Start the crew once the Locust process is launched (its processes read the load's
+        t0 from the file the master writes when it is ready)."""
         ...
 
     def record_count(self) -> int:
@@ -112,10 +110,8 @@ class LocustRunner:
     send the requests and write the records.
     """
 
-    #: Locust's startup time (imports) is absorbed by starting the shape this late.
-    start_delay_s = 2.0
-    #: Exiting sooner than this after launch is a failed start.
-    early_exit_s = 2.0
+    #: Locust (and its crew) must be ready, and pick t0, within this long of the launch.
+    ready_timeout_s = 60.0
 
     def __init__(
         self,
@@ -127,7 +123,10 @@ class LocustRunner:
         first_record_timeout_s: float = 15.0,
         stop_timeout_s: float | None = None,
         crew: Crew | None = None,
+        t0: float | None = None,
     ) -> None:
+        """``t0`` pins the load's start (unix seconds), as the Kubernetes Jobs runner does;
+        by default the Locust process picks it when it is ready."""
         self.spec = spec
         self.endpoint = endpoint.rstrip("/")
         self.run_dir = Path(run_dir).resolve()
@@ -135,8 +134,7 @@ class LocustRunner:
         self.first_record_timeout_s = first_record_timeout_s
         self.stop_timeout_s = locust_stop_timeout(spec, stop_timeout_s)
         self.crew = crew
-        if crew is not None:
-            self.start_delay_s = crew.start_delay_s
+        self._pinned_t0 = t0
         self.records_path = self.run_dir / REQUESTS_FILE
         self.log_path = RunDir(self.run_dir).locust_log
         self.csv_prefix = RunDir(self.run_dir).locust_csv_prefix
@@ -149,6 +147,7 @@ class LocustRunner:
         self._exited_by_itself: bool | None = None
         self._interrupted = False  # SIGINT sent
         self._killed = False
+        self._stopping_at: float | None = None  # when stop() found Locust still running
         self._ended = False  # load_end emitted
 
     @property
@@ -191,17 +190,26 @@ class LocustRunner:
     def start(self) -> None:
         """Launch Locust and return once the first request record is on disk.
 
-        Raises :class:`LoadError` (with the end of ``locust.log``) when Locust exits early
-        or no record appears within ``first_record_timeout_s``.
+        The load's t0 is the moment Locust is ready (imported, its crew connected): the
+        Locust process that owns the shape picks it and writes it to ``load_t0.json``;
+        ``load_start`` (at t0) and the phase events follow once it is read, so Locust's
+        start-up never eats the schedule. Raises :class:`LoadError` (with the end of
+        ``locust.log``) when Locust exits early, is not ready within ``ready_timeout_s``,
+        or no record appears within ``first_record_timeout_s`` of t0.
         """
         if self._proc is not None:
             raise LoadError("load already started")
         # the token's variable set, the CA bundle loaded (ConfigError), verify: false warned
         check_connection(self.spec, os.environ, self.endpoint)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.time() + self.start_delay_s
+        t0_path = RunDir(self.run_dir).load_t0
+        t0_path.unlink(missing_ok=True)
         write_load_config(
-            self.run_dir / LOAD_CONFIG_FILE, self.spec, self.records_path.resolve(), t0
+            self.run_dir / LOAD_CONFIG_FILE,
+            self.spec,
+            self.records_path.resolve(),
+            self._pinned_t0,
+            None if self._pinned_t0 is not None else t0_path,
         )
         env = locust_env(self.run_dir)
         already = self.record_count()
@@ -224,36 +232,60 @@ class LocustRunner:
         except OSError as exc:
             self._log_fh.close()
             raise LoadError(f"could not start Locust: {exc}") from exc
-        self._t0 = t0
         log.info("Locust started (pid %d) against %s", self._proc.pid, self.endpoint)
-        self.timeline.emit(
-            "load_start",
-            "locust",
-            load_start_details(self.spec, self.endpoint, pid=self._proc.pid),
-            at=t0,
-        )
-        self._phases.schedule(t0)
         try:
-            if self.crew is not None:  # the master is up and load.json (with t0) written
+            if self.crew is not None:  # they read the master's t0 when their users start
                 self.crew.start()
-            self._await_first_record(launched, already)
+            t0 = self._pinned_t0 if self._pinned_t0 is not None else self._await_t0(launched)
+            self._t0 = t0
+            log.info("Locust ready; the load starts at %.3f", t0)
+            self.timeline.emit(
+                "load_start",
+                "locust",
+                load_start_details(self.spec, self.endpoint, pid=self._proc.pid),
+                at=t0,
+            )
+            self._phases.schedule(t0)
+            self._await_first_record(launched, t0, already)
         except LoadError:
             self.stop(grace_s=2.0)
             raise
 
-    def _await_first_record(self, launched: float, already: int) -> None:
+    def _exited(self, code: int, launched: float) -> LoadError:
+        after = time.monotonic() - launched
+        return LoadError(
+            f"Locust exited with code {code} {after:.1f} s after start, before any "
+            f"request; end of {self.log_path}:\n{_tail(self.log_path)}"
+        )
+
+    def _await_t0(self, launched: float) -> float:
+        """The t0 the Locust process picked once ready (``load_t0.json``)."""
         assert self._proc is not None
-        deadline = launched + self.start_delay_s + self.first_record_timeout_s
+        path = RunDir(self.run_dir).load_t0
+        deadline = launched + self.ready_timeout_s
+        while True:
+            code = self._proc.poll()
+            t0 = read_t0(path)
+            if t0 is not None:
+                return t0
+            if code is not None:
+                raise self._exited(code, launched)
+            if time.monotonic() > deadline:
+                raise LoadError(
+                    f"Locust was not ready {self.ready_timeout_s:g} s after start (no t0 in "
+                    f"{path}); end of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.02)
+
+    def _await_first_record(self, launched: float, t0: float, already: int) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + max(0.0, t0 - time.time()) + self.first_record_timeout_s
         while True:
             code = self._proc.poll()
             if self.record_count() > already:
                 return
             if code is not None:
-                after = time.monotonic() - launched
-                raise LoadError(
-                    f"Locust exited with code {code} {after:.1f} s after start, before any "
-                    f"request; end of {self.log_path}:\n{_tail(self.log_path)}"
-                )
+                raise self._exited(code, launched)
             if time.monotonic() > deadline:
                 raise LoadError(
                     f"no request record in {self.records_path} "
@@ -285,6 +317,8 @@ class LocustRunner:
         self._phases.cancel()
         if self._exited_by_itself is None:
             self._exited_by_itself = proc.poll() is not None
+            if not self._exited_by_itself:
+                self._stopping_at = time.time()
         if proc.poll() is None:
             if not self._interrupted:
                 self._interrupted = True
@@ -315,6 +349,7 @@ class LocustRunner:
                 "records": records,
                 "exited_by_itself": self._exited_by_itself,
                 "killed": self._killed,
+                "scheduled": scheduled_arrivals(self.spec, self._t0, self._stopping_at),
             },
         )
         return returncode

@@ -58,8 +58,6 @@ class LocalWorkers:
     process dies with the harness (parent-death signal). A :class:`~harness.load.local.Crew`.
     """
 
-    #: The master and the workers import Locust at the same time: give them longer.
-    start_delay_s = 4.0
     #: How long the workers get to exit by themselves once the master has quit.
     worker_exit_s = 5.0
 
@@ -112,8 +110,9 @@ class LocalWorkers:
         ]
 
     def start(self) -> None:
-        """Start the workers (the master is up and load.json, with t0, is written: now
-        they can read it) and the live merge of their records."""
+        """Start the workers (the master is launched; the load's t0 is the master's, which
+        it writes once all workers are connected and they read when their users start) and
+        the live merge of their records."""
         env = locust_env(self.run_dir)
         env[WORKERS_ENV] = str(self.count)
         parent = os.getpid()

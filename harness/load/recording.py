@@ -30,7 +30,7 @@ from harness.load.modelname import RequestNotSent
 from harness.load.protocols import Measurement, UserContext, describe, protocol_class
 from harness.load.rowbatch import ROW, RowBatcher, cached_field
 from harness.load.sse import http_error, one_line
-from harness.load.userconfig import LOAD, PHASES, PROMPTS, RECORDS_PATH, T0
+from harness.load.userconfig import LOAD, PHASES, PROMPTS, RECORDS_PATH, START
 from harness.records import REPLICA_HEADER, RecordWriter, csv_field
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ PROTOCOL = protocol_class(LOAD.user)
 #: Every status is a response to record, never an exception inside the client.
 ALL_STATUSES = frozenset(range(100, 600))
 ERROR_BODY_BYTES = 1024
+#: The error of an open-loop arrival that was never sent.
+NOT_SENT = "not sent: generator behind"
 #: Locust's per-request context: none (the record carries what the harness needs).
 NO_CONTEXT: dict[str, Any] = {}
 #: Every row of this process, batched per turn of gevent's loop; what is left at exit too.
@@ -85,6 +87,7 @@ class RecordingUser(FastHttpUser):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self._rng = random.Random(f"{LOAD.seed}:{next(self._numbers)}")
+        self._t0 = START.get()  # the load's start: a worker reads its master's
         agent = self.client.client
         agent.valid_response_codes = ALL_STATUSES  # type: ignore[misc]
         agent.redirect_response_codes = frozenset()  # type: ignore[misc]
@@ -125,7 +128,8 @@ class RecordingUser(FastHttpUser):
         (any status)."""
         now, perf = time.time(), time.perf_counter()
         start = now if scheduled is None else min(scheduled, now)
-        m = Measurement(start=start, started=perf - (now - start), phase=PHASES.at(start - T0))
+        phase = PHASES.at(start - self._t0)
+        m = Measurement(start=start, started=perf - (now - start), phase=phase)
         if scheduled is not None:
             dispatched = min(max(start, now if dispatched is None else dispatched), now)
             m.lag_ms = (dispatched - start) * 1000.0
@@ -170,36 +174,50 @@ class RecordingUser(FastHttpUser):
                 response.release()  # closes the socket unless the body was read to its end
 
     def _finish(self, m: Measurement) -> None:
-        elapsed = m.elapsed if m.elapsed is not None else time.perf_counter() - m.started
-        latency_ms = elapsed * 1000.0
-        ttft, queue, lag = m.ttft_ms, m.queue_ms, m.lag_ms
-        ROWS.add(
-            ROW
-            % (
-                m.start,
-                m.start + elapsed,
-                latency_ms,
-                "" if ttft is None else f"{ttft:.3f}",
-                m.output_tokens,
-                m.status,
-                csv_field(m.error) if m.error else "",
-                cached_field(m.replica),
-                cached_field(m.phase),
-                "" if queue is None else f"{queue:.3f}",
-                "" if lag is None else f"{lag:.3f}",
-            )
+        record(m, self.environment, self._name, self._url)
+
+
+def not_sent(scheduled: float, t0: float, now: float) -> Measurement:
+    """An open-loop arrival the generator could not send (it fell too far behind, or the
+    load stopped first): its record starts at ``scheduled`` and lasts its lag."""
+    m = Measurement(start=scheduled, started=0.0, phase=PHASES.at(scheduled - t0), error=NOT_SENT)
+    m.elapsed = max(0.0, now - scheduled)
+    m.lag_ms = m.elapsed * 1000.0
+    return m
+
+
+def record(m: Measurement, environment: Environment, name: str, url: str) -> None:
+    """``m``'s row of ``requests.csv``, and its entry in Locust's statistics."""
+    elapsed = m.elapsed if m.elapsed is not None else time.perf_counter() - m.started
+    latency_ms = elapsed * 1000.0
+    ttft, queue, lag = m.ttft_ms, m.queue_ms, m.lag_ms
+    ROWS.add(
+        ROW
+        % (
+            m.start,
+            m.start + elapsed,
+            latency_ms,
+            "" if ttft is None else f"{ttft:.3f}",
+            m.output_tokens,
+            m.status,
+            csv_field(m.error) if m.error else "",
+            cached_field(m.replica),
+            cached_field(m.phase),
+            "" if queue is None else f"{queue:.3f}",
+            "" if lag is None else f"{lag:.3f}",
         )
-        try:
-            self.environment.events.request.fire(
-                request_type="POST",
-                name=self._name,
-                response_time=latency_ms,
-                response_length=m.received,
-                response=None,
-                context=NO_CONTEXT,
-                exception=RequestFailed(m.error) if m.error else None,
-                start_time=m.start,
-                url=self._url,
-            )
-        except Exception:
-            log.exception("reporting a request to Locust failed")
+    )
+    try:
+        environment.events.request.fire(
+            request_type="POST",
+            name=name,
+            response_time=latency_ms,
+            response_length=m.received,
+            response=None,
+            context=NO_CONTEXT,
+            exception=RequestFailed(m.error) if m.error else None,
+            start_time=m.start,
+            url=url,
+        )
+    except Exception:
+        log.exception("reporting a request to Locust failed")

@@ -11,7 +11,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from harness.config import LengthDistribution, Shape
+from harness.config import LengthDistribution, LoadSpec, Shape
 from harness.load.shapes import level_at, next_change
 
 #: Datatypes of the Open Inference Protocol the v2 user can fill.
@@ -88,8 +88,10 @@ def arrivals(
     """Open-loop send times (seconds after load start) holding the shape's rate.
 
     Poisson arrivals draw exponential gaps at the current rate; uniform ones are evenly
-    spaced. A gap that would cross a change of the rate is cut at the change and drawn again
-    at the new rate (exact for Poisson arrivals, which have no memory). Ends with the load.
+    spaced, ``k / rate`` after the last change (multiplied, not summed, so no rounding
+    drifts: 40/s for 10 s is 400 arrivals, the last at 10 s). A gap that would cross a
+    change of the rate is cut at the change and drawn again at the new rate (exact for
+    Poisson arrivals, which have no memory). Ends with the load.
     """
     t = max(start, 0.0)
     while True:
@@ -102,12 +104,51 @@ def arrivals(
                 return
             t = change
             continue
-        gap = rng.expovariate(rate) if poisson else 1.0 / rate
+        if not poisson:
+            yield from _even(t, rate, change)
+            if change is None:
+                return
+            t = change
+            continue
+        gap = rng.expovariate(rate)
         if change is not None and t + gap > change:
             t = change
             continue
         t += gap
         yield t
+
+
+def _even(t: float, rate: float, until: float | None) -> Iterator[float]:
+    """``t + k / rate`` for k = 1, 2, ... up to ``until`` (a hair of rounding allowed)."""
+    k = 1
+    while True:
+        at = t + k / rate
+        if until is not None:
+            if at > until + 1e-9:
+                return
+            at = min(at, until)
+        yield at
+        k += 1
+
+
+def schedule(load: LoadSpec) -> Iterator[float]:
+    """The open-loop schedule of ``load``: every arrival's offset from t0, in order.
+
+    Deterministic (seeded by ``load.seed``): each Locust process draws the same one (a
+    worker sends its share of it) and the harness counts it (``scheduled`` in ``load_end``).
+    """
+    rng = random.Random(f"{load.seed}:arrivals")
+    return arrivals(load.shape, load.arrivals == "poisson", rng)
+
+
+def scheduled_count(load: LoadSpec, until: float | None = None) -> int:
+    """Arrivals of :func:`schedule`, all of them or those due by offset ``until``."""
+    count = 0
+    for offset in schedule(load):
+        if until is not None and offset > until:
+            break
+        count += 1
+    return count
 
 
 def v2_tensor_shape(shape: list[int]) -> list[int]:
