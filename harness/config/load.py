@@ -158,7 +158,7 @@ class LoadSpec(StrictModel):
         min_length=1,
         description=(
             "https: a PEM file of the CA certificates the server's certificate is checked "
-            "against, instead of certifi's bundle (a private CA, a self-signed gateway); "
+            "against, instead of the system's (a private CA, a self-signed gateway); "
             "relative paths are from the working directory. Loaded when the load starts."
         ),
     )

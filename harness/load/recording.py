@@ -55,7 +55,7 @@ if not LOAD.verify:
 
 
 def _ca_bundle_context(cafile: str | None = None) -> Any:
-    """The TLS context of ``load.ca_bundle`` (geventhttpclient offers certifi's bundle)."""
+    """The TLS context of ``load.ca_bundle`` (instead of the bundle geventhttpclient offers)."""
     return gevent.ssl.create_default_context(cafile=LOAD.ca_bundle)
 
 
@@ -78,7 +78,7 @@ class RecordingUser(FastHttpUser):
     network_timeout = LOAD.request_timeout_s
     connection_timeout = LOAD.request_timeout_s
     max_retries = 0
-    # https: certificates checked against certifi's bundle, or load.ca_bundle; not checked
+    # https: certificates checked against the system's CAs, or load.ca_bundle; not checked
     # with load.verify false (Locust's own default; warned about above)
     insecure = not LOAD.verify
     ssl_context_factory = staticmethod(_ca_bundle_context) if LOAD.ca_bundle else None
