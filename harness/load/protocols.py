@@ -87,8 +87,10 @@ class Protocol:
     :class:`Measurement`: ``received`` (body bytes), ``output_tokens``, ``ttft_ms`` (streams),
     ``error`` (a failed request) and ``elapsed`` (when the answer was complete; left unset,
     the time the record is written). Read the body to its end, so the connection is reused.
-    Connection errors, timeouts and bad HTTP raised while sending or in :meth:`read` are
-    recorded by the user; any other exception, and any in :meth:`body`, as a client error.
+    Connection errors, timeouts and bad HTTP raised while sending, in :meth:`read`, or in
+    :meth:`body` (a GET it made of the host), and a :class:`RequestNotSent` from
+    :meth:`body`, are recorded by the user with their text; any other exception as a client
+    error.
     """
 
     #: The name it is registered under (set by :func:`register_protocol`).
