@@ -30,6 +30,7 @@ Definitions (thresholds in :data:`CPU_SATURATED_PERCENT` and :data:`LAG_P95_MS`)
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ScoringError
+from harness.scoring.slis import _complete_length, _Prefix  # the scorer's torn-line rule
 
 #: Why 90%: Locust is one gevent loop on one core, and it warns itself ("CPU usage above
 #: 90%") from there on; past it, greenlets wait for the loop, so sends and the reading of
@@ -57,39 +59,33 @@ LAG_COLUMN = "lag_ms"
 def read_lag(path: str | os.PathLike[str]) -> pd.DataFrame | None:
     """``start`` and ``lag_ms`` of the rows of ``requests.csv`` that have a lag; ``None``
     when the file or its ``lag_ms`` column is missing (closed loop writes it empty; older
-    run folders lack it). A torn last line (a run killed mid-write) is left out."""
+    run folders lack it). A torn last line (a run killed mid-write) is left out, as the
+    scorer's own reader does (:func:`harness.scoring.slis.read_requests`)."""
     try:
-        with open(path, "rb") as fh:
-            header = fh.readline().decode("utf-8", errors="replace").strip().split(",")
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            torn = False
-            if size:
-                fh.seek(size - 1)
-                torn = fh.read(1) != b"\n"
+        fh = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ScoringError(f"{os.fspath(path)}: cannot read request log: {exc}") from exc
-    if LAG_COLUMN not in header or "start" not in header:
-        return None
-    try:
-        frame = pd.read_csv(
-            path,
-            usecols=["start", LAG_COLUMN],
-            dtype="str",
-            keep_default_na=False,
-            on_bad_lines="skip",
-            engine="c",
-        )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ScoringError(f"{os.fspath(path)}: malformed request log: {exc}") from exc
-    if torn and len(frame):
-        frame = frame.iloc[:-1]
-    out = pd.DataFrame(
-        {col: pd.to_numeric(frame[col], errors="coerce") for col in ("start", LAG_COLUMN)}
-    )
-    return out.dropna().reset_index(drop=True)
+    with fh:
+        header = fh.readline().decode("utf-8", errors="replace").strip().split(",")
+        if LAG_COLUMN not in header or "start" not in header:
+            return None
+        length = _complete_length(fh, os.fstat(fh.fileno()).st_size)
+        fh.seek(0)
+        try:
+            frame = pd.read_csv(
+                io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20),
+                usecols=["start", LAG_COLUMN],
+                dtype="float64",
+                keep_default_na=False,
+                na_values={"start": [""], LAG_COLUMN: [""]},
+                on_bad_lines="skip",
+                engine="c",
+            )
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise ScoringError(f"{os.fspath(path)}: malformed request log: {exc}") from exc
+    return frame.dropna().reset_index(drop=True)
 
 
 def _seconds(t0: float, load_end: float) -> int:

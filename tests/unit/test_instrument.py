@@ -177,7 +177,8 @@ def test_read_lag_reads_the_column_and_skips_a_torn_line(tmp_path: Path) -> None
     header = [*COLUMNS, "queue_ms", "lag_ms"]
     rows = [_row(T0 + i, "1.0", f"{10.0 * i:.3f}") for i in range(4)]
     rows[1][6] = '"error, with a comma"'
-    path = _write(tmp_path / "r.csv", header, rows, torn=f"{T0 + 9:.6f},{T0 + 9.1:.6f},10")
+    torn = f'{T0 + 9:.6f},{T0 + 9.1:.6f},10,,0,0,"cut, in the middle of a quoted field'
+    path = _write(tmp_path / "r.csv", header, rows, torn=torn)
     frame = read_lag(path)
     assert frame is not None
     assert frame["lag_ms"].tolist() == [0.0, 10.0, 20.0, 30.0]
