@@ -100,10 +100,9 @@ def test_stop_midway_is_prompt_and_keeps_the_summary(llm_server: Any, tmp_path: 
     pid = runner.pid
     assert pid is not None
     time.sleep(1.5)
-    began = time.monotonic()
     code = runner.stop()
-    took = time.monotonic() - began
-    assert took < 10, f"stop took {took:.1f} s"  # SIGINT worked: no SIGKILL after the grace
+    # SIGINT worked: Locust ended within the stop's grace, no SIGKILL (as load_end records)
+    assert timeline.events[-1]["details"]["killed"] is False
     assert code == 0 and not runner.running
     assert _no_child(pid)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
-from harness.config import LoadSpec, SpikeShape
+from harness.config import LoadSpec, SpikeShape, StepShape
 from harness.load.factory import make_load_runner
 from harness.load.local_workers import DistributedLocustRunner
 from harness.load.merge import merge_records
+from harness.load.sampling import schedule
 from harness.load.workerenv import worker_record_files
 from harness.records import COLUMNS, OPTIONAL_COLUMNS
 from harness.rundir import REQUESTS_FILE
@@ -69,6 +71,37 @@ def test_two_workers_merged(llm_server: Any, tmp_path: Path) -> None:
     assert all(not r["error"] for r in merged)
     ends = [e for e in read_timeline(tmp_path / "timeline.jsonl") if e["kind"] == "load_end"]
     assert ends and ends[0]["details"]["records"] == len(merged)
+
+
+def test_open_loop_workers_share_the_schedule(llm_server: Any, tmp_path: Path) -> None:
+    """Open loop with two workers: the master picks t0 once both are connected, and each
+    worker records its own share of the schedule (every other arrival), all of it."""
+    shape = StepShape(kind="step", duration_s=4, start=20, increment=0, step_s=4)
+    spec = LoadSpec(
+        shape=shape,
+        mode="open",
+        arrivals="uniform",
+        user="openai",
+        max_tokens=4,
+        request_timeout_s=10,
+        workers=2,
+    )
+    timeline = Timeline(tmp_path / "timeline.jsonl")
+    runner = make_load_runner(spec, llm_server.url, tmp_path, timeline)
+    try:
+        runner.start()
+        assert runner.wait(timeout=40), "Locust did not end with the shape"
+    finally:
+        runner.stop()
+    assert runner.returncode == 0
+    scheduled = [runner.t0 + offset for offset in schedule(spec)]
+    merged = _rows(tmp_path / REQUESTS_FILE)
+    (end,) = [e["details"] for e in timeline.events if e["kind"] == "load_end"]
+    assert len(merged) == len(scheduled) == end["scheduled"] == end["records"] == 80
+    for index, path in enumerate(worker_record_files(tmp_path)):
+        starts = sorted(float(r["start"]) for r in _rows(path))
+        assert starts == pytest.approx(scheduled[index::2], abs=2e-6), index
+    assert all(r["lag_ms"] for r in merged)
 
 
 def test_aborted_run_is_merged(llm_server: Any, tmp_path: Path) -> None:
