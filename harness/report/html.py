@@ -394,7 +394,18 @@ def render_report(data: RunData) -> str:
     warning = (card.get("instrument") or {}).get("warning")
     if warning:
         head += f'<p class="bad" id="instrument-warning">{escape(str(warning))}</p>'
-    plots = "".join(f"<figure>{render(c)}</figure>" for c in charts)
+    plots = "".join(
+        f"<figure>{render(c)}"
+        + (  # measured by tests/integration/test_known_truth.py; figures in the README
+            '<figcaption class="note">TTFT is measured at the client and includes its '
+            "overhead of about 1 ms at p50 (measured against a known-truth server; see the "
+            "README, &ldquo;How exact is TTFT?&rdquo;).</figcaption>"
+            if c.id == "ttft"
+            else ""
+        )
+        + "</figure>"
+        for c in charts
+    )
     telemetry_note = (
         "GPU figures from NVML."
         if nvml
