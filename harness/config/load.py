@@ -12,7 +12,7 @@ on ``endpoint``: they are how the load generator reaches its server, so they app
 external endpoint and to a deployed platform alike (a gateway in front of either), and they
 travel to the Locust process with the rest of this block. Only their form is checked here;
 the token's variable and the CA file are checked when the load starts
-(:mod:`harness.load.connection`), because a catalog is validated, and a run folder re-scored,
+(:mod:`harness.connection`), because a catalog is validated, and a run folder re-scored,
 where neither is.
 """
 

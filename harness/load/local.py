@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from harness.config import LoadSpec
+from harness.connection import check_connection
 from harness.errors import LoadError
-from harness.load.connection import check_connection
 from harness.load.lifecycle import PhaseEvents, load_start_details, scheduled_arrivals
 from harness.load.loadconfig import CONFIG_ENV, read_t0, write_load_config
 from harness.load.merge import count_records

@@ -25,7 +25,7 @@ from geventhttpclient.useragent import ConnectionError as ClientConnectionError
 from locust import FastHttpUser
 from locust.env import Environment
 
-from harness.load.connection import INSECURE, connection_headers, with_headers
+from harness.connection import INSECURE, connection_headers, with_headers
 from harness.load.modelname import RequestNotSent
 from harness.load.protocols import Measurement, UserContext, describe, protocol_class
 from harness.load.rowbatch import ROW, RowBatcher, cached_field

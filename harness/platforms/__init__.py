@@ -19,5 +19,5 @@ def make_platform(
     if spec.endpoint is not None:  # an external server: deploy nothing (validate checked faults)
         from harness.platforms.external import ExternalEndpoint
 
-        return ExternalEndpoint(spec.endpoint, timeline)
+        return ExternalEndpoint(spec.endpoint, timeline, spec.load)
     return make(spec, timeline, run_dir, kube_context)

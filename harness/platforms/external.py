@@ -8,11 +8,13 @@ faults raise :class:`PlatformError` (``gpuchaos validate`` already rejects them)
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import httpx
 
-from harness.config import EndpointSpec
+from harness.config import EndpointSpec, LoadSpec
+from harness.connection import connection_headers, tls_verify
 from harness.errors import PlatformError, WorkloadNotReady
 from harness.platforms.base import ReplicaInfo
 from harness.timeline import Timeline
@@ -27,16 +29,20 @@ class ExternalEndpoint:
 
     kind = "external"
 
-    def __init__(self, spec: EndpointSpec, timeline: Timeline) -> None:
+    def __init__(
+        self, spec: EndpointSpec, timeline: Timeline, load: LoadSpec | None = None
+    ) -> None:
         self.spec = spec
         self.timeline = timeline
+        self.load = load  # its token, headers and TLS settings: the readiness check uses them
 
     @property
     def endpoint(self) -> str:
         return self.spec.url.rstrip("/")
 
     def start(self) -> None:
-        """Wait until ``ready_path`` answers 200 (no wait without one)."""
+        """Wait until ``ready_path`` answers 200 (no wait without one), asked with the load's
+        bearer token, headers and TLS settings, as the load will ask."""
         path = self.spec.ready_path
         if path is None:
             log.info("external endpoint %s (no readiness check)", self.endpoint)
@@ -44,7 +50,9 @@ class ExternalEndpoint:
         url = self.endpoint + "/" + path.lstrip("/")
         deadline = time.monotonic() + self.spec.ready_timeout_s
         last = "no answer"
-        with httpx.Client(timeout=2.0) as client:
+        headers = connection_headers(self.load, os.environ) if self.load is not None else {}
+        verify = tls_verify(self.load) if self.load is not None else True
+        with httpx.Client(timeout=2.0, headers=headers, verify=verify) as client:
             while time.monotonic() < deadline:
                 try:
                     status = client.get(url).status_code

@@ -184,7 +184,7 @@ def _experiment(url: str) -> dict[str, Any]:
 
 
 def test_a_run_through_a_gateway_leaves_no_trace_of_the_token(tmp_path: Path) -> None:
-    server = OpenAIServer(base_path=GATEWAY, token=None)  # the ready poll sends no token
+    server = OpenAIServer(base_path=GATEWAY, token=TOKEN)  # every route guarded, ready too
     with serving(server):
         path = tmp_path / "gateway.yaml"
         path.write_text(yaml.safe_dump(_experiment(server.url)), encoding="utf-8")
@@ -245,7 +245,7 @@ def test_https_with_a_ca_bundle_or_without_checks(
         {"user": "openai-chat-stream", "model": "m", "shape": SHAPE, "wait_s": 0.1, **settings}
     )
     server = OpenAIServer()
-    caplog.set_level(logging.WARNING, logger="harness.load.connection")
+    caplog.set_level(logging.WARNING, logger="harness.connection")
     with serving(server, tls=certificate):
         assert server.url.startswith("https://")
         rows = _run_load(spec, server.url, tmp_path)

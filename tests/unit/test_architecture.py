@@ -16,7 +16,8 @@ MAX_LINES = 450
 LAYERS: list[tuple[str, ...]] = [
     (
         "harness.errors", "harness.config", "harness.records", "harness.timeline",
-        "harness.procs", "harness.rundir", "harness.telemetry.nvml", "harness.telemetry.scrape",
+        "harness.procs", "harness.rundir", "harness.connection", "harness.telemetry.nvml",
+        "harness.telemetry.scrape",
     ),
     ("harness.faults",),
     ("harness.platforms",),

@@ -1,9 +1,11 @@
 """How the load reaches its server beyond the URL: a bearer token, extra headers, TLS checks.
 
-Why a module of its own: both sides read these settings of the ``load`` block. The harness
-checks them as the load starts (:func:`check_connection`: the token's variable is set, the
-CA bundle loads, a loud warning when certificates go unchecked), so a bad setting is one
-line before Locust starts; the Locust process builds its request headers from them
+Why a module of its own, in the bottom layer: three places read these settings of the
+``load`` block. The external endpoint's readiness check sends the same token and headers
+and checks TLS the same way (:func:`tls_verify`); the harness checks them as the load
+starts (:func:`check_connection`: the token's variable is set, the CA bundle loads, a
+loud warning when certificates go unchecked), so a bad setting is one line before Locust
+starts; the Locust process builds its request headers from them
 (:func:`connection_headers`), reading the token from its own environment. The token is
 never logged, written or put into an error text: only the variable's name is.
 
@@ -60,6 +62,14 @@ def with_headers(base: Mapping[str, str], extra: Mapping[str, str]) -> Mapping[s
         return base
     replaced = {name.lower() for name in extra}
     return {**{k: v for k, v in base.items() if k.lower() not in replaced}, **extra}
+
+
+def tls_verify(load: LoadSpec) -> str | bool:
+    """What an HTTP client of the harness checks certificates against: the CA bundle, or
+    the system's CAs, or nothing (``verify: false``)."""
+    if load.ca_bundle is not None:
+        return load.ca_bundle
+    return bool(load.verify)
 
 
 def check_connection(load: LoadSpec, environ: Mapping[str, str], endpoint: str) -> None:
