@@ -58,7 +58,7 @@ def trivial_server() -> Iterator[str]:
         yield url
 
 
-def _run(spec: LoadSpec, url: str, run_dir: Path, *, start_delay_s: float | None = None) -> None:
+def _run(spec: LoadSpec, url: str, run_dir: Path) -> None:
     """One load run with the telemetry of ``gpuchaos run`` (Locust CPU every 0.5 s)."""
     run_dir.mkdir(parents=True)
     exp = load_experiment(ROOT / "experiments" / "gpu-node-loss.yaml", {})
@@ -66,8 +66,6 @@ def _run(spec: LoadSpec, url: str, run_dir: Path, *, start_delay_s: float | None
     timeline = Timeline(run_dir / TIMELINE_FILE)
     kind = DistributedLocustRunner if spec.workers else LocustRunner
     runner = kind(spec, url, run_dir, timeline)
-    if start_delay_s is not None:  # Locust's imports done before t0 on a busy machine
-        runner.start_delay_s = start_delay_s
     sampler = TelemetrySampler(_NoWorkload(), run_dir / TELEMETRY_FILE, interval_s=0.5)
     sampler.watch_load(runner.load_pids)
     sampler.start()
@@ -138,7 +136,7 @@ def test_a_light_run_is_not_flagged(trivial_server: str, tmp_path: Path) -> None
     shape = StepShape(kind="step", duration_s=3, start=20, increment=0, step_s=3)
     spec = LoadSpec(shape=shape, mode="open", max_in_flight=8, user="openai", max_tokens=4)
     run_dir = tmp_path / "light"
-    _run(spec, trivial_server, run_dir, start_delay_s=6.0)
+    _run(spec, trivial_server, run_dir)
     card = score_run_dir(run_dir)
     inst, t0 = card["instrument"], card["run"]["t0"]
     cpu, lag = _recorded(run_dir, t0)
