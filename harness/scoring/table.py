@@ -134,6 +134,9 @@ def scorecard_table(scorecard: Mapping[str, Any]) -> str:
     if scorecard.get("abort_reason"):
         verdict += f": {scorecard['abort_reason']}"
     pairs.append(("verdict", f"{verdict} (exit {scorecard.get('exit_code')})"))
+    warning = (scorecard.get("instrument") or {}).get("warning")
+    if warning:  # the verdict was reached while the load generator was saturated
+        pairs.append(("instrument", str(warning)))
     key_width = max(len(k) for k, _ in pairs)
     lines.append("")
     lines.extend(f"{k.ljust(key_width)}  {v}" for k, v in pairs)
