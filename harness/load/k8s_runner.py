@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from harness.config import LoadSpec
 from harness.errors import LoadError
 from harness.load.k8s_jobs import KubernetesLoadJobs
-from harness.load.lifecycle import PhaseEvents, load_start_details
+from harness.load.lifecycle import PhaseEvents, load_start_details, scheduled_arrivals
 from harness.load.merge import HEADER, count_records
 from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline
@@ -207,6 +207,7 @@ class KubernetesJobsRunner:
         if self._ended or (self._t0 is None and not self.jobs.created):
             return self.returncode
         self._phases.cancel()
+        stopping_at = time.time()
         self._halt.set()
         if self._poller is not None and self._poller is not threading.current_thread():
             self._poller.join()
@@ -215,6 +216,7 @@ class KubernetesJobsRunner:
             self._exited_by_itself = state != "running"
         if state == "running":
             self._interrupted = True  # cut short: the Jobs are deleted under it
+        cut_at = stopping_at if self._interrupted else None
         try:
             with self._poll_lock:
                 # the worker logs (read now, else as last read) merged into requests.csv
@@ -237,6 +239,7 @@ class KubernetesJobsRunner:
                 "exited_by_itself": self._exited_by_itself,
                 "killed": False,
                 "workers_on": "kubernetes",
+                "scheduled": scheduled_arrivals(self.spec, self._t0, cut_at),
             },
         )
         return self.returncode

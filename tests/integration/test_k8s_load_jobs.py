@@ -175,6 +175,7 @@ def test_jobs_runner_creates_reads_merges_and_deletes_exactly_its_objects(
     assert _objects(cluster, "deployments") == ["gpuchaos-llm"]
     end = [e for e in timeline.events if e["kind"] == "load_end"]
     assert len(end) == 1 and end[0]["details"]["records"] == 4
+    assert end[0]["details"]["scheduled"] is None  # closed loop: no schedule to count
     assert load.stop() == 0  # idempotent
 
 
