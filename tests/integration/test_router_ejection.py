@@ -113,7 +113,10 @@ def test_ejection_takes_the_failing_replica_out_and_back(backends: dict[str, int
     # each ejection lasts longer than the one before: 0.4 s, 0.8 s, ...
     assert [e["details"]["for_s"] for e in ejected][:2] == [0.4, 0.8]
     assert returned and returned[0]["target"] == "bad"
-    assert returned[0]["time"] - ejected[0]["time"] == pytest.approx(0.4, abs=0.15)
+    # out for its 0.4 s, never less; back before its second ejection (a bound the run itself
+    # sets: a wall-clock one fails when a busy machine runs the router's timer late)
+    assert returned[0]["time"] - ejected[0]["time"] >= 0.4 - 0.01
+    assert returned[0]["time"] <= ejected[1]["time"]
 
 
 def test_the_last_replica_and_the_limit_are_never_ejected(backends: dict[str, int]) -> None:
