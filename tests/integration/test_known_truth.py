@@ -7,15 +7,20 @@ fail every request after the first N. The harness drives it through its real loa
 are scored with the scorer's own functions (:func:`harness.scoring.read_requests`,
 :func:`harness.scoring.overall`, the figures the scorecard reports). Asserted:
 
-- TTFT p50 as scored is within 2 ms of the truth the server delivered (it measures each
-  request from its arrival to its first token written; on a busy machine the server's own
-  wake-ups come late, and comparing with what it measured keeps that out of the client's
-  error). The difference per request is the client-side overhead, printed (``-s``) for the
-  README's figure.
+- TTFT p50 as scored is within 2 ms of the truth. The server measures each request from its
+  arrival to its first token written; on a busy machine its own wake-ups come late, so the
+  truth is what it delivered, per request (matched by its request number), and the rest of
+  each TTFT is the client-side overhead (printed with ``-s``: the README's figures). The
+  claim is about the harness's own overhead, so the client and the server run with a
+  priority above the rest of the machine (nice 10 lower, where the test may raise it; set
+  ``KNOWN_TRUTH_NICE_BOOST=0`` to measure them starved like any other process): on two
+  cores shared with two busy loops and other test runs, the scheduler's delays alone reach
+  several ms, which is the machine's, not the instrument's.
 - TPOT p50 as scored matches the known gap within 2 ms / (tokens - 1): TPOT is
   ``(latency - TTFT) / (tokens - 1)``, both ends carry the client's overhead, which cancels
   in the difference, and what is left of the 2 ms accuracy is spread over ``tokens - 1``
-  gaps. The server keeps each token's deadline from the arrival, so its gaps do not drift.
+  gaps. The server keeps each later token's deadline from the first token, so its gaps do
+  not drift, and a late last token is taken out per request as for TTFT.
 - Every request after the N-th fails (HTTP 500, or a connection cut mid-answer) and is a
   record: records equal the requests the server saw, one per server request number (the
   ``x-replica-id`` header), failed ones with their status and error set.
@@ -23,7 +28,9 @@ are scored with the scorer's own functions (:func:`harness.scoring.read_requests
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +41,7 @@ from harness.config import LoadSpec, StepShape
 from harness.load.factory import make_load_runner
 from harness.rundir import REQUESTS_FILE
 from harness.scoring import failed_mask, overall, read_requests
+from harness.scoring.slis import tpot_ms
 from harness.timeline import Timeline
 from tests.support.truth_server import Failure, TruthServer
 
@@ -72,10 +80,27 @@ def _numbers(df: pd.DataFrame) -> list[int]:
     return sorted(int(r) for r in df["replica"])
 
 
+@contextmanager
+def _ahead_of_the_machine() -> Iterator[int]:
+    """This thread (and the threads and processes it starts: the server, Locust) at a nice
+    ``KNOWN_TRUTH_NICE_BOOST`` (default 10) lower than it was, where it is allowed to raise
+    its priority; yields the nice in effect, restored at the end (lowering one's priority is
+    always allowed)."""
+    boost = int(os.environ.get("KNOWN_TRUTH_NICE_BOOST", "10"))
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    with suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, max(-20, before - boost))
+    try:
+        yield os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
 @pytest.mark.parametrize("users", [1, 2])
-def test_ttft_and_tpot_match_the_truth(truth: TruthServer, tmp_path: Path, users: int) -> None:
-    df = _load(truth.url, tmp_path, users=users, duration_s=6, user="openai-stream")
-    served = truth.served
+def test_ttft_and_tpot_match_the_truth(tmp_path: Path, users: int) -> None:
+    with _ahead_of_the_machine() as nice, TruthServer(ttft_s=TTFT_S, gap_s=GAP_S) as truth:
+        df = _load(truth.url, tmp_path, users=users, duration_s=6, user="openai-stream")
+        served = truth.served
     assert len(df) == len(served) > 20
     assert _numbers(df) == list(range(1, len(served) + 1))
     assert not failed_mask(df).any(), df[failed_mask(df)]
@@ -84,25 +109,30 @@ def test_ttft_and_tpot_match_the_truth(truth: TruthServer, tmp_path: Path, users
     # what the server delivered to each record's request: never a token before its time
     number = df["replica"].astype(int).to_numpy() - 1
     delivered = np.array([s.ttft_ms for s in served], dtype="float64")[number]
+    delivered_tpot = np.array([s.tpot_ms for s in served], dtype="float64")[number]
     assert (delivered >= TTFT_S * 1e3).all()
     # the client's share of each TTFT: it cannot see a token before the server wrote it
     overhead = df["ttft_ms"].to_numpy() - delivered
     assert (overhead > 0).all(), "the client saw a first token before the server wrote it"
+    late_ms = float(np.median(delivered)) - TTFT_S * 1e3
 
     scored = overall(df)
-    # the records with the server's own lateness taken out: what the harness would have
-    # scored had every first token left the server exactly on time
-    on_time = overall(df.assign(ttft_ms=TTFT_S * 1e3 + overhead))
+    # the records with the server's own lateness taken out, per request: what the harness
+    # would have scored had every token left the server exactly on time
+    on_time_ttft = overall(df.assign(ttft_ms=TTFT_S * 1e3 + overhead))["ttft_p50_ms"]
+    on_time_tpot = np.median(tpot_ms(df).to_numpy() - delivered_tpot + GAP_S * 1e3)
     p50, p95 = np.percentile(overhead, [50, 95])
     print(
-        f"\nknown truth, {users} user(s), {len(df)} requests: TTFT set {TTFT_S * 1e3:.1f} ms, "
-        f"delivered p50 {np.median(delivered):.3f} ms, scored p50 {scored['ttft_p50_ms']:.3f} "
-        f"ms, server lateness taken out {on_time['ttft_p50_ms']:.3f} ms; client overhead p50 "
-        f"{p50:.3f} ms, p95 {p95:.3f} ms, max {overhead.max():.3f} ms; TPOT set "
-        f"{GAP_S * 1e3:.1f} ms, scored p50 {scored['tpot_p50_ms']:.3f} ms"
+        f"\nknown truth, {users} user(s), nice {nice}, {len(df)} requests: TTFT set "
+        f"{TTFT_S * 1e3:.1f} ms, "
+        f"server late by {late_ms:.3f} ms (p50), scored p50 {scored['ttft_p50_ms']:.3f} ms, "
+        f"server lateness taken out {on_time_ttft:.3f} ms; client overhead p50 {p50:.3f} ms, "
+        f"p95 {p95:.3f} ms, max {overhead.max():.3f} ms; TPOT set {GAP_S * 1e3:.1f} ms, "
+        f"scored p50 {scored['tpot_p50_ms']:.3f} ms, server lateness taken out "
+        f"{on_time_tpot:.3f} ms"
     )
-    assert abs(on_time["ttft_p50_ms"] - TTFT_S * 1e3) <= TTFT_ACCURACY_MS
-    assert abs(scored["tpot_p50_ms"] - GAP_S * 1e3) <= TTFT_ACCURACY_MS / (TOKENS - 1)
+    assert abs(on_time_ttft - TTFT_S * 1e3) <= TTFT_ACCURACY_MS
+    assert abs(on_time_tpot - GAP_S * 1e3) <= TTFT_ACCURACY_MS / (TOKENS - 1)
 
 
 @pytest.mark.parametrize(

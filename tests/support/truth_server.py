@@ -6,9 +6,9 @@ it answers ``POST /v1/completions`` the way vLLM or TGI do (SSE chunks
 ``data: {"choices": [{"text": ...}]}`` ending with ``data: [DONE]``, chunked transfer
 encoding, keep-alive; or one JSON answer with ``usage`` when ``stream`` is false), on a
 schedule set by the test: the first token ``ttft_s`` after the request line arrived, then one
-token every ``gap_s``, for the request's ``max_tokens``. Each token's deadline is reckoned
-from the arrival (not from the previous token), so a late wake-up never shifts the tokens
-after it.
+token every ``gap_s``, for the request's ``max_tokens``. Each later token's deadline is
+reckoned from the first token (not from the previous one), so a late wake-up never shifts
+the tokens after it, and a late first token does not shorten the gaps.
 
 It also measures what it did (:class:`Served`: when each request arrived, when its first
 token and its end were written), counts the requests it saw, and can be told to fail every
@@ -173,7 +173,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header(REPLICA_HEADER, str(s.number))
         self.end_headers()
         for i in range(s.max_tokens):
-            _sleep_until(first_at + i * truth.gap_s)
+            _sleep_until(first_at if s.first_token is None else s.first_token + i * truth.gap_s)
             last = i == s.max_tokens - 1
             data = _chunk(_event(s.number, i, "length" if last else None))
             if last:  # the end follows the last token at once, as vLLM writes it
