@@ -13,7 +13,8 @@ the tokens after it, and a late first token does not shorten the gaps.
 It also measures what it did (:class:`Served`: when each request arrived, when its first
 token and its end were written), counts the requests it saw, and can be told to fail every
 request after the first ``fail_after``: with HTTP 500 (``fail="status"``) or by cutting the
-connection after the first token (``fail="cut"``). Each answer carries the server's request
+connection mid-answer (``fail="cut"``: after a stream's first token, half-way through a JSON
+body). Each answer carries the server's request
 number in the ``x-replica-id`` header, which the harness records per request, so a test can
 pair every record with the server's own measurement of that request.
 
