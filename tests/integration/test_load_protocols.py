@@ -33,7 +33,7 @@ from harness.load.factory import make_load_runner
 from harness.records import COLUMNS, OPTIONAL_COLUMNS, REPLICA_HEADER
 from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline
-from tests.support.ports import LOOPBACK
+from tests.support.ports import LOOPBACK, in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY_USER = "tests.support.toy.protocol:WordCount"
@@ -93,15 +93,9 @@ def toy_server() -> Iterator[ToyServer]:
     server = ToyServer()
     httpd = ThreadingHTTPServer((LOOPBACK, 0), _handler(server))
     httpd.daemon_threads = True
-    server.url = f"http://{LOOPBACK}:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, name="toy-server", daemon=True)
-    thread.start()
-    try:
+    with in_thread(httpd, "toy-server") as port:
+        server.url = f"http://{LOOPBACK}:{port}"
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
 
 
 def _rows(run_dir: Path) -> list[dict[str, str]]:

@@ -20,6 +20,7 @@ from harness.config import LoadSpec, StepShape
 from harness.load import LocustRunner
 from harness.rundir import REQUESTS_FILE
 from harness.timeline import Timeline
+from tests.support.ports import LOOPBACK, in_thread
 
 
 def _completion(text: str) -> str:
@@ -105,15 +106,10 @@ class SSEHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def sse_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SSEHandler)
+    server = ThreadingHTTPServer((LOOPBACK, 0), SSEHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/prefix"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with in_thread(server, "sse-server") as port:
+        yield f"http://{LOOPBACK}:{port}/prefix"
 
 
 def test_streaming_user_reads_every_kind_of_stream(sse_server: str, tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.support.ports import LOOPBACK
+from tests.support.ports import LOOPBACK, in_thread
 
 #: The content of every answer, one chunk per piece when streamed.
 PIECES = ["The", " quick", " brown", " fox"]
@@ -146,15 +146,9 @@ def serving(server: OpenAIServer, tls: tuple[Path, Path] | None = None) -> Itera
         context.load_cert_chain(str(tls[0]), str(tls[1]))
         httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
         scheme = "https"
-    server.url = f"{scheme}://{LOOPBACK}:{httpd.server_address[1]}{server.base_path}"
-    thread = threading.Thread(target=httpd.serve_forever, name="openai-server", daemon=True)
-    thread.start()
-    try:
+    with in_thread(httpd, "openai-server") as port:
+        server.url = f"{scheme}://{LOOPBACK}:{port}{server.base_path}"
         yield server
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path] | None:

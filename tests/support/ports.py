@@ -1,4 +1,5 @@
-"""Ports on 127.0.0.1 for tests: a free one, and one that accepts connections and never answers.
+"""Ports on 127.0.0.1 for tests: a free one, one that accepts connections and never answers,
+and a server of the test process served from a thread.
 
 Why one module: a fixed port collides with another test or a developer's server, so every
 test asks the kernel for an ephemeral port here, and only ever on the loopback address.
@@ -7,6 +8,8 @@ test asks the kernel for an ephemeral port here, and only ever on the loopback a
 from __future__ import annotations
 
 import socket
+import socketserver
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,3 +32,17 @@ def silent_port() -> Iterator[int]:
         sock.bind((LOOPBACK, 0))
         sock.listen(128)
         yield int(sock.getsockname()[1])
+
+
+@contextmanager
+def in_thread(server: socketserver.BaseServer, name: str = "test-server") -> Iterator[int]:
+    """Serve ``server`` (bound to 127.0.0.1 already) from a daemon thread of the test process
+    and yield its port; it is shut down, closed and its thread joined when the block ends."""
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
