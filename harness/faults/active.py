@@ -15,7 +15,8 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,16 @@ class ActiveFault:
     @property
     def id(self) -> str:
         return self.record.id if self.record is not None else self._name
+
+    @contextmanager
+    def undone_on_error(self) -> Iterator[ActiveFault]:
+        """Revert the fault when the block raises (an injection that failed half-way, or
+        was interrupted), then let the error go on."""
+        try:
+            yield self
+        except BaseException:
+            self.revert()
+            raise
 
     def revert(self) -> list[int]:
         """Undo the fault (idempotent); returns the pids acted on."""

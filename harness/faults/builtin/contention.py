@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from harness.errors import ChaosError, FaultNoEffect
+from harness.errors import FaultNoEffect
 from harness.faults import injectors
 from harness.faults.contract import (
     Fault,
@@ -79,12 +79,9 @@ class ContendCompute(Fault[ContentionArgs]):
         ttl = ttl_for(args.duration_s, args.ttl_s)
         active = injectors.worker_fault(self.name, target, pool, ttl, ctx.run_dir)
         t0 = time.perf_counter()
-        try:
+        with active.undone_on_error():
             for w in pool:
                 w.request({"op": "burn"})
-        except ChaosError:
-            active.revert()
-            raise
         facts = {
             "device": device,
             "pids": [w.pid for w in pool],

@@ -81,12 +81,10 @@ class DrainGpuNode(Fault[DrainArgs]):
             host.refresh()
 
         active = in_process(self.name, target, uncordon)  # the platform guards the cordon
-        try:
-            ttl = args.duration_s + args.timeout_s + TTL_MARGIN_S
-            host.drain(target, args.timeout_s, ttl_s=ttl)
-        except BaseException:
-            active.revert()
-            raise
+        with active.undone_on_error():
+            host.drain(
+                target, args.timeout_s, ttl_s=args.duration_s + args.timeout_s + TTL_MARGIN_S
+            )
         injection = Injection(target, active, {"evicted": sorted(before.values())})
         injection.scratch["before"] = before
         return injection
@@ -176,7 +174,7 @@ class DeleteGpuNode(Fault[DeleteArgs]):
         run_dir = Path(host.run_dir) if host.run_dir is not None else None
         active = guard(host.kubeconfig, host.context, self.name, target, "recreate_node", ttl,
                        run_dir, manifest)  # fmt: skip
-        try:
+        with active.undone_on_error():
             host.core().delete_node(target)
             # the pod garbage collector deletes pods bound to a missing node: do it now
             for uid, name in before.items():
@@ -187,9 +185,6 @@ class DeleteGpuNode(Fault[DeleteArgs]):
                     host.core().delete_namespaced_pod(name, host.namespace, body=body)
                 except Exception as exc:
                     log.info("pod %s of node %s: %s", name, target, exc)
-        except BaseException:
-            active.revert()
-            raise
         injection = Injection(target, active, {"evicted": sorted(before.values())})
         injection.scratch["before"] = before
         return injection

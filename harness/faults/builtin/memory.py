@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from pydantic import Field
 
-from harness.errors import ChaosError, FaultNoEffect
+from harness.errors import FaultNoEffect
 from harness.faults import injectors
 from harness.faults.contract import (
     Fault,
@@ -137,12 +137,9 @@ class ExhaustGpuMemory(Fault[MemoryArgs]):
         if leave is None and args.fraction is None:
             leave = 256.0
         t0 = time.perf_counter()
-        try:
+        with active.undone_on_error():
             reply = workers[0].request({"op": "fill", "leave_free_mib": leave,
                                         "fraction": args.fraction})  # fmt: skip
-        except ChaosError:
-            active.revert()
-            raise
         latency = time.perf_counter() - t0
         facts = {"device": device, "hog_pid": workers[0].pid, "warm": bool(warm)}
         injection = Injection(target, active, facts, latency_s=latency)
