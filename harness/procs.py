@@ -70,3 +70,15 @@ def interrupt_on_sigterm() -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def interrupt_on_sigint() -> Any:
+    """Make SIGINT raise KeyboardInterrupt in this process even when it was started with
+    SIGINT ignored (a shell starts background jobs so: cron scripts, ``cmd &`` in CI), so
+    Ctrl-C, ``kill -INT`` and the abort guards (which interrupt the main thread with SIGINT)
+    still stop the run. Returns the handler it replaced, or None off the main thread."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, signal.default_int_handler)

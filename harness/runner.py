@@ -27,7 +27,7 @@ from harness.faults.lifecycle import revert_everything
 from harness.load.factory import LoadRunner, make_load_runner
 from harness.load.shapes import duration as load_duration
 from harness.platforms import make_platform
-from harness.procs import interrupt_on_sigterm
+from harness.procs import interrupt_on_sigint, interrupt_on_sigterm
 from harness.progress import LiveProgress
 from harness.report import write_reports
 from harness.rundir import (
@@ -107,6 +107,7 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
     )
     error: HarnessError | None = None
     old_term = interrupt_on_sigterm()
+    old_int = interrupt_on_sigint()
     try:
         progress.start()
         log.info("starting the workload (%s)", type(platform).__name__)
@@ -157,6 +158,8 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
         timeline.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if old_int is not None:
+            signal.signal(signal.SIGINT, old_int)
     scorecard = score_run_dir(run_dir)
     warning = (scorecard.get("instrument") or {}).get("warning")
     if warning:
