@@ -135,3 +135,38 @@ def test_the_last_replica_and_the_limit_are_never_ejected(backends: dict[str, in
     # 10% of three replicas rounds to none, but one replica may always be ejected: only one is
     ejected = {e["target"] for e in timeline.events if e["kind"] == "replica_ejected"}
     assert len(ejected) == 1 and ejected <= {"bad", "bad-2"}
+
+
+def test_a_return_is_reported_before_the_next_ejection_even_when_the_timer_is_late() -> None:
+    """The busy-machine race from CI: the ejection ends, traffic reaches the replica and ejects
+    it again before the return timer has run. The timeline must still read ejected, returned,
+    ejected (a return missing from it would make the outage look 1.2 s long instead of 0.4)."""
+    import asyncio
+
+    from harness.platforms.local.router import _RouterCore
+
+    events: list[tuple[str, str]] = []
+    core = _RouterCore(
+        "127.0.0.1",
+        OutlierEjectionSpec(consecutive_5xx=2, base_ejection_s=0.05),
+        lambda kind, rid, _details: events.append((kind, rid)),
+    )
+
+    async def scenario() -> None:
+        core.set_backends([("bad", 1), ("good", 2)])
+        bad = core.backends["bad"]
+        core.answered(bad, 503)
+        core.answered(bad, 503)
+        time.sleep(0.1)  # blocks the loop: the return timer cannot run yet
+        assert core.pick(exclude=core.backends["good"]) is bad
+        core.answered(bad, 503)
+        core.answered(bad, 503)
+        await asyncio.sleep(0.3)  # now both timers run; neither reports a second return early
+
+    asyncio.run(scenario())
+    assert events == [
+        ("replica_ejected", "bad"),
+        ("replica_returned", "bad"),
+        ("replica_ejected", "bad"),
+        ("replica_returned", "bad"),
+    ]

@@ -59,7 +59,17 @@ _CONNECT_TIMEOUT_S = 2.0
 
 
 class _Backend:
-    __slots__ = ("ejected_until", "ejections", "failures", "id", "idle", "inflight", "live", "port")
+    __slots__ = (
+        "ejected_until",
+        "ejections",
+        "failures",
+        "id",
+        "idle",
+        "inflight",
+        "live",
+        "out",
+        "port",
+    )
 
     def __init__(self, replica_id: str, port: int) -> None:
         self.id = replica_id
@@ -70,6 +80,7 @@ class _Backend:
         self.failures = 0  # 5xx answers or failed connections in a row
         self.ejections = 0
         self.ejected_until = 0.0  # time.monotonic(); in the past: in the rotation
+        self.out = False  # ejected and its return not yet reported
 
     def close_idle(self) -> None:
         for _, writer in self.idle:
@@ -112,6 +123,9 @@ class _RouterCore:
         candidates = [
             b for b in self.backends.values() if b is not exclude and b.ejected_until <= now
         ]
+        for backend in candidates:
+            if backend.out:
+                self._back(backend)
         if not candidates:
             return None
         least = min(b.inflight for b in candidates)
@@ -140,6 +154,7 @@ class _RouterCore:
         backend.failures = 0
         duration = min(policy.base_ejection_s * backend.ejections, policy.max_ejection_s)
         backend.ejected_until = now + duration
+        backend.out = True
         log.warning(
             "router: ejected %s for %.1f s after %d failures in a row",
             backend.id,
@@ -156,9 +171,17 @@ class _RouterCore:
     def _returned(self, backend: _Backend) -> None:
         # (asyncio may run a timer up to its clock resolution early: allow a millisecond)
         back = backend.ejected_until <= time.monotonic() + 0.001
-        if self.backends.get(backend.id) is backend and back:
-            log.info("router: %s is back in the rotation", backend.id)
-            self._emit("replica_returned", backend.id, {"ejections": backend.ejections})
+        if self.backends.get(backend.id) is backend and back and backend.out:
+            self._back(backend)
+
+    def _back(self, backend: _Backend) -> None:
+        """Report a return once, at whichever comes first: the timer, or the first pick that
+        sees the ejection over. Why both: on a busy machine the timer runs late, and traffic
+        may already have reached the replica (and ejected it again) before it fires; the
+        timeline must still show every return before the next ejection."""
+        backend.out = False
+        log.info("router: %s is back in the rotation", backend.id)
+        self._emit("replica_returned", backend.id, {"ejections": backend.ejections})
 
     def _emit(self, kind: EventKind, replica_id: str, details: dict[str, Any]) -> None:
         if self._on_event is None:
