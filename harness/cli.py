@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from harness import __version__
 from harness.errors import HarnessError
@@ -71,18 +75,18 @@ def _log_to_file(path: Path) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.experiment import load_experiment, parse_vars
 
-    exp = load_experiment(args.experiment, parse_vars(args.var))
-    if exp.spec.endpoint is not None:
-        print(f"{exp.path}: valid: {exp.title} [endpoint: {exp.spec.endpoint.url}]")
-        return 0
+    exp = load_experiment(args.experiment, parse_vars(args.var), args.allow_module)
     platform = exp.spec.platform
-    if platform is not None and platform.kind == "kubernetes":
-        where = "existing pods" if not platform.deploy else f"deploy {platform.name}"
-        print(f"{exp.path}: valid: {exp.title} [kubernetes {platform.namespace}: {where}]")
-        return 0
-    local_nodes = getattr(platform, "nodes", None) or []
-    nodes = ", ".join(f"{n.name}({n.replicas}x{n.device})" for n in local_nodes)
-    print(f"{exp.path}: valid: {exp.title} [nodes: {nodes}]")
+    if exp.spec.endpoint is not None:
+        where = f"endpoint: {exp.spec.endpoint.url}"
+    elif platform is not None and platform.kind == "kubernetes":
+        deploy = "existing pods" if not platform.deploy else f"deploy {platform.name}"
+        where = f"kubernetes {platform.namespace}: {deploy}"
+    else:
+        local_nodes = getattr(platform, "nodes", None) or []
+        where = "nodes: " + ", ".join(f"{n.name}({n.replicas}x{n.device})" for n in local_nodes)
+    print(f"{exp.path}: valid: {exp.title} [{where}]")
+    print(f"{exp.path}: imports: {', '.join(exp.modules) or 'nothing'}")
     return 0
 
 
@@ -92,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import execute
     from harness.scoring.table import scorecard_table
 
-    exp = load_experiment(args.experiment, parse_vars(args.var))
+    exp = load_experiment(args.experiment, parse_vars(args.var), args.allow_module)
     if args.dry_run:
         from harness.planner import plan
 
@@ -109,7 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(scorecard_table(result.scorecard))
     print(f"results: {run_dir}")
     if result.error is not None:
-        print(f"gpuchaos: error: {result.error}", file=sys.stderr)
+        log_path = RunDir(run_dir).harness_log
+        print(f"gpuchaos: error: {result.error} (log: {log_path})", file=sys.stderr)
     return result.exit_code
 
 
@@ -155,14 +160,32 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (exit 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gpuchaos: error: {message} (see {self.prog} --help)\n")
+
+
+def _allow_module(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also let activities and controls come from Python module NAME (and its "
+        "submodules); by default only harness.chaos and chaosk8s (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="gpuchaos",
         description="Chaos and load testing for GPU inference workloads.",
     )
     p.add_argument("--version", action="version", version=f"gpuchaos {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug output on the terminal")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser("run", help="run an experiment and score it")
     run.add_argument(
@@ -186,11 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a configuration value of the experiment (repeatable)",
     )
+    _allow_module(run)
     run.set_defaults(func=cmd_run)
 
-    val = sub.add_parser("validate", help="check an experiment file without running it")
+    val = sub.add_parser(
+        "validate",
+        help="check an experiment file without running it; print the modules it imports",
+    )
     val.add_argument("experiment")
     val.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
+    _allow_module(val)
     val.set_defaults(func=cmd_validate)
 
     score = sub.add_parser("score", help="re-score a run folder offline")
@@ -232,9 +260,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _traceback_file(exc: BaseException) -> Path:
+    """Where the last-resort handler keeps a traceback: the terminal gets one line."""
+    path = Path(tempfile.gettempdir()) / f"gpuchaos-error-{os.getpid()}.log"
+    with path.open("w", encoding="utf-8") as f:
+        traceback.print_exception(exc, file=f)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 all SLOs met, 1 an SLO missed, 2 anything else (bad
+    input, the harness could not run, an incomplete run, a bug): always one line on
+    stderr, never a traceback, so a CI gate can tell "the service missed" from "the
+    harness failed"."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0), usage errors (2, one line printed)
+        return int(exc.code or 0)
     _configure_logging(args.verbose)
     try:
         return int(args.func(args))
@@ -243,4 +286,14 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("gpuchaos: error: interrupted", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the last resort: a bug, still one line and exit 2
+        log.debug("unexpected error", exc_info=True)
+        where = _traceback_file(exc)
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:150] if str(exc) else ""
+        print(
+            f"gpuchaos: error: unexpected {text or type(exc).__name__} (a bug in gpuchaos; "
+            f"traceback in {where})",
+            file=sys.stderr,
+        )
         return 2

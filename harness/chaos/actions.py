@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from harness.chaos.adapter import export
 from harness.chaos.context import current
@@ -33,7 +35,9 @@ __all__ = [*export(globals(), __name__), "warm_fault_workers", "revert_everythin
 
 
 def warm_fault_workers(
-    node: str, workers: int | None = None, ttl_s: float = 900.0
+    node: Annotated[str, Field(min_length=1)],
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None,
+    ttl_s: Annotated[float, Field(gt=0, le=7 * 24 * 3600)] = 900.0,
 ) -> dict[str, Any]:
     """Start and warm the fault workers of ``node`` before the fault (CUDA: torch
     imported and the context created, ~5 s) so the fault itself takes milliseconds. Not

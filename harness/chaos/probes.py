@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from harness.chaos.context import current
 from harness.rundir import REQUESTS_FILE
 
+#: A window of the last seconds of requests: more than nothing, at most an hour.
+WindowS = Annotated[float, Field(gt=0, le=3600)]
+
 log = logging.getLogger(__name__)
 
 
-def slo_window(window_s: float = 5.0) -> dict[str, Any]:
+def slo_window(window_s: WindowS = 5.0) -> dict[str, Any]:
     """SLIs over the last ``window_s`` seconds of requests, and whether each SLO holds."""
     from harness.scoring.slis import overall
 
@@ -43,7 +48,7 @@ def slo_window(window_s: float = 5.0) -> dict[str, Any]:
     return result
 
 
-def slos_hold(window_s: float = 5.0) -> bool:
+def slos_hold(window_s: WindowS = 5.0) -> bool:
     """True when every latency and error SLO held over the last ``window_s`` seconds."""
     checks = slo_window(window_s)["checks"]
     return bool(checks) and all(checks.values())

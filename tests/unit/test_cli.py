@@ -28,7 +28,7 @@ def test_validate_bad_file_one_line_exit_2(
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith(f"gpuchaos: error: {bad}: extensions[0].platform.nodes.0.replicas:")
+    assert err.startswith(f"gpuchaos: error: {bad}: extensions[0].platform.nodes[0].replicas:")
 
 
 def test_run_rejects_bad_var_before_starting_anything(

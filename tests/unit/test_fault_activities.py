@@ -87,5 +87,8 @@ def test_a_fault_of_another_platform_is_refused(tmp_path: Path) -> None:
     action = _action(doc, "lose_node")
     action["provider"].update(module="harness.chaos.k8s", func="drain_gpu_node")
     action["provider"]["arguments"] = {"node": "node-a"}
-    with pytest.raises(ConfigError, match="drain_gpu_node is a kubernetes fault; this experiment"):
+    with pytest.raises(
+        ConfigError,
+        match="drain_gpu_node is a kubernetes activity .harness.chaos.k8s.; this experiment",
+    ):
         load_experiment(_write(tmp_path, doc))

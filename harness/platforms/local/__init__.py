@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config import HarnessSpec, LocalPlatformSpec
+from harness.platforms.local.checks import LocalChecks
 from harness.platforms.local.platform import LocalPlatform
-from harness.platforms.registry import register_platform
+from harness.platforms.registry import register_checks, register_platform
 from harness.rundir import RunDir
 from harness.timeline import Timeline
 
 __all__ = ["LocalPlatform"]
+
+register_checks("local", LocalChecks())
 
 
 @register_platform("local")
