@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.experiment.fields import choices
 from harness.experiment.chaos_model import (
     Activity,
     ChaosDocument,
@@ -30,6 +29,7 @@ from harness.experiment.chaos_model import (
     ProcessProvider,
     PythonProvider,
 )
+from harness.experiment.fields import choices
 
 Provider = PythonProvider | ProcessProvider | HttpProvider | ControlProvider
 

@@ -158,7 +158,7 @@ def _mutations(rng: random.Random) -> Iterator[Case]:
         ("replica-hang", ("replica", "node-z-0")), ("replica-hang", ("replica", "node-a-7")),
     ]:  # fmt: skip
         d = _load(name)
-        for section, i, act in _faults(d):
+        for _section, _i, act in _faults(d):
             if target[0] in (act["provider"].get("arguments") or {}):
                 act["provider"]["arguments"][target[0]] = target[1]
         for key in ("target_node", "target_replica"):
