@@ -112,7 +112,7 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(ConfigError, match="does-not-exist.yaml: no such file"):
+    with pytest.raises(ConfigError, match=r"does-not-exist\.yaml: no such file"):
         load_experiment("experiments/does-not-exist.yaml")
 
 

@@ -89,6 +89,6 @@ def test_a_fault_of_another_platform_is_refused(tmp_path: Path) -> None:
     action["provider"]["arguments"] = {"node": "node-a"}
     with pytest.raises(
         ConfigError,
-        match="drain_gpu_node is a kubernetes activity .harness.chaos.k8s.; this experiment",
+        match=r"drain_gpu_node is a kubernetes activity \(harness\.chaos\.k8s\); this experiment",
     ):
         load_experiment(_write(tmp_path, doc))
