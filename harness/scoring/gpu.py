@@ -18,6 +18,7 @@ import os
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harness.errors import ScoringError
@@ -28,15 +29,20 @@ COLUMNS: tuple[str, ...] = ("time", "source", "metric", "value")
 _GPU_SOURCE = re.compile(r"^gpu\d+$")
 
 
+def _no_samples() -> pd.DataFrame:
+    return pd.DataFrame(
+        {c: pd.Series(dtype="float64" if c in ("time", "value") else "str") for c in COLUMNS}
+    )
+
+
 def read_telemetry(path: str | os.PathLike[str], *, missing_ok: bool = False) -> pd.DataFrame:
-    """``telemetry.csv`` (``time,source,metric,value``); bad or torn lines are skipped.
+    """``telemetry.csv`` (``time,source,metric,value``); bad or torn lines, and samples whose
+    time or value is not a finite number, are skipped; an empty file has no samples.
 
     A missing or unreadable file raises :class:`ScoringError`; with ``missing_ok`` a missing
     file gives a frame without rows (a report still shows a run that sampled nothing)."""
     if missing_ok and not os.path.isfile(path):
-        return pd.DataFrame(
-            {c: pd.Series(dtype="float64" if c in ("time", "value") else "str") for c in COLUMNS}
-        )
+        return _no_samples()
     try:
         frame = pd.read_csv(
             path,
@@ -44,12 +50,16 @@ def read_telemetry(path: str | os.PathLike[str], *, missing_ok: bool = False) ->
             dtype={"source": "str", "metric": "str"},
             on_bad_lines="skip",
             engine="c",
+            encoding_errors="replace",
         )
+    except pd.errors.EmptyDataError:
+        return _no_samples()
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ScoringError(f"{os.fspath(path)}: unreadable telemetry: {exc}") from exc
     for col in ("time", "value"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    return frame.dropna(subset=["time", "value"])
+    finite = np.isfinite(frame[["time", "value"]].to_numpy(dtype="float64")).all(axis=1)
+    return frame[finite]
 
 
 def gpu_figures(

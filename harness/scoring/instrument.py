@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import ScoringError
+from harness.scoring.lenient import lenient_frame
 from harness.scoring.slis import _complete_length, _Prefix  # the scorer's torn-line rule
 
 #: Why 90%: Locust is one gevent loop on one core, and it warns itself ("CPU usage above
@@ -59,8 +60,9 @@ LAG_COLUMN = "lag_ms"
 def read_lag(path: str | os.PathLike[str]) -> pd.DataFrame | None:
     """``start`` and ``lag_ms`` of the rows of ``requests.csv`` that have a lag; ``None``
     when the file or its ``lag_ms`` column is missing (closed loop writes it empty; older
-    run folders lack it). A torn last line (a run killed mid-write) is left out, as the
-    scorer's own reader does (:func:`harness.scoring.slis.read_requests`)."""
+    run folders lack it). A torn last line (a run killed mid-write), rows with a value that
+    is not a finite number and damaged rows are left out, as the scorer's own reader does
+    (:func:`harness.scoring.slis.read_requests`)."""
     try:
         fh = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
@@ -83,9 +85,13 @@ def read_lag(path: str | os.PathLike[str]) -> pd.DataFrame | None:
                 on_bad_lines="skip",
                 engine="c",
             )
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise ScoringError(f"{os.fspath(path)}: malformed request log: {exc}") from exc
-    return frame.dropna().reset_index(drop=True)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+            # a damaged row: read row by row, as the scorer's reader does (it warns of it)
+            fh.seek(0)
+            frame = lenient_frame(fh.read(length), path, ("start", LAG_COLUMN), None)
+            frame = frame[["start", LAG_COLUMN]]
+    finite = np.isfinite(frame.to_numpy(dtype="float64")).all(axis=1)
+    return frame[finite].reset_index(drop=True)
 
 
 def _seconds(t0: float, load_end: float) -> int:

@@ -18,8 +18,12 @@ Definitions:
   when the service did not recover or no fault was injected). An SLO with nothing to measure
   (no requests, an empty window) fails with ``measured`` null and a ``note``.
 - **Score**: see :mod:`harness.scoring.resilience`.
-- **Verdict**: ``aborted`` (exit 2) when the timeline has an ``abort`` event; else ``fail``
-  (exit 1) when any SLO failed or no request was recorded; else ``pass`` (exit 0).
+- **Verdict**: ``aborted`` (exit 2) when the timeline has an ``abort`` event (the runner
+  stopped the run and said why); else ``incomplete`` (exit 2) when the run did not finish
+  (a harness that was killed: no ``run_end``; see :mod:`harness.scoring.intake`), with every
+  figure of what was recorded; else ``fail`` (exit 1) when any SLO failed or no request was
+  recorded; else ``pass`` (exit 0). ``warnings`` lists what the scorer stepped over in a
+  damaged run folder (torn lines, bad rows, missing files).
 - The result holds no NaN or infinity (they become null) and no numpy types.
 """
 
@@ -71,25 +75,34 @@ SLO_ORDER: tuple[tuple[str, str, str], ...] = (
     ("goodput_rps", ">=", "rps"),
     ("recovery_s", "<=", "s"),
 )
-EXIT_CODES = {"pass": 0, "fail": 1, "aborted": 2}
+EXIT_CODES = {"pass": 0, "fail": 1, "aborted": 2, "incomplete": 2}
+
+
+def _shape_duration(timeline: Sequence[Mapping[str, Any]]) -> float | None:
+    """The load shape's length in seconds (``duration_s`` of the first ``load_start``), None
+    when the event does not give a finite, non-negative number."""
+    starts = events_of(timeline, "load_start")
+    details = starts[0].get("details") if starts else None
+    duration = details.get("duration_s") if isinstance(details, Mapping) else None
+    if not isinstance(duration, int | float) or isinstance(duration, bool):
+        return None
+    return float(duration) if math.isfinite(duration) and duration >= 0 else None
 
 
 def _within_shape(table: pd.DataFrame, timeline: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The seconds of the load shape itself: Locust keeps finishing in-flight requests for a
     moment after its shape ended, and those partial seconds are not the service's doing."""
-    starts = events_of(timeline, "load_start")
-    duration = (starts[0].get("details") or {}).get("duration_s") if starts else None
+    duration = _shape_duration(timeline)
     if duration is None:
         return table
-    return table[table["second"] < math.floor(float(duration))]
+    return table[table["second"] < math.floor(duration)]
 
 
 def _shape_end(timeline: Sequence[Mapping[str, Any]], t0: float, load_end: float) -> float:
     """The end of the load shape itself (``t0`` + its duration), or the load end when that
     came first: Locust's shutdown after the shape (its summary, its exit) sends nothing."""
-    starts = events_of(timeline, "load_start")
-    duration = (starts[0].get("details") or {}).get("duration_s") if starts else None
-    return load_end if duration is None else min(load_end, t0 + float(duration))
+    duration = _shape_duration(timeline)
+    return load_end if duration is None else min(load_end, t0 + duration)
 
 
 #: The figures of each fault kept in ``recovery.per_fault``.
@@ -117,12 +130,12 @@ def _fault_figures(
     return entry
 
 
-def _clean(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: numpy scalars to Python, NaN/inf to None, floats rounded to 6 places."""
     if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool) or value is None or isinstance(value, int | str):
@@ -262,8 +275,13 @@ def build_scorecard(
     meta: Mapping[str, Any],
     telemetry: pd.DataFrame | None = None,
     lag: pd.DataFrame | None = None,
+    incomplete: str | None = None,
+    warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Score one run (see module). Returns a JSON-serialisable dict.
+
+    ``incomplete`` says why the run did not finish (the verdict is then ``incomplete``
+    unless the run was aborted); ``warnings`` are what reading the run folder stepped over.
 
     Keys: ``schema`` (2), ``meta`` (as passed), ``run`` (``t0``, ``load_end`` and the figures
     of :func:`~harness.scoring.slis.figures` over the whole load, goodput by ``slos``),
@@ -278,7 +296,8 @@ def build_scorecard(
     ``instrument`` (whether the load generator was saturated during the load shape, from the
     Locust CPU samples in ``telemetry`` and ``lag``, the ``start`` and ``lag_ms`` of the
     open-loop arrivals; see :mod:`harness.scoring.instrument`), ``score``, ``verdict``,
-    ``exit_code``, and ``abort_reason`` when aborted.
+    ``warnings``, ``exit_code``, ``abort_reason`` when aborted and ``incomplete_reason`` when
+    the run did not finish.
     """
     t0, load_end = run_window(requests, timeline)
     duration = load_end - t0
@@ -343,10 +362,14 @@ def build_scorecard(
         reason = details.get("reason") if isinstance(details, Mapping) else None
         scorecard["verdict"] = "aborted"
         scorecard["abort_reason"] = str(reason or aborts[0].get("target") or "aborted")
+    elif incomplete:
+        scorecard["verdict"] = "incomplete"
+        scorecard["incomplete_reason"] = incomplete
     elif run["requests"] == 0 or not all(e["passed"] for e in entries):
         scorecard["verdict"] = "fail"
     else:
         scorecard["verdict"] = "pass"
+    scorecard["warnings"] = list(warnings)
     scorecard["exit_code"] = EXIT_CODES[scorecard["verdict"]]
     log.info(
         "scored %d requests: verdict %s (%d/%d SLOs met), score %s",
@@ -356,5 +379,5 @@ def build_scorecard(
         len(entries),
         scorecard["score"]["value"],
     )
-    cleaned: dict[str, Any] = _clean(scorecard)
+    cleaned: dict[str, Any] = json_safe(scorecard)
     return cleaned

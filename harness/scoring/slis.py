@@ -36,6 +36,7 @@ import pandas as pd
 
 from harness.errors import ScoringError
 from harness.records import COLUMNS
+from harness.scoring.lenient import lenient_frame, warn
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_MS = 30_000.0
 
 _NUMERIC = ("start", "end", "latency_ms", "ttft_ms", "output_tokens", "status")
+#: Beyond this no field of a request is a measurement (and ``output_tokens`` or ``status``
+#: would not fit an int64): a row with such a value is dropped, as one with infinity is.
+_LARGEST = 1e15
 _TEXT = ("error", "replica", "phase")
 
 
@@ -52,10 +56,27 @@ class _Prefix(io.RawIOBase):
     def __init__(self, fh: io.BufferedReader, limit: int) -> None:
         super().__init__()
         self._fh = fh
+        self._base = fh.tell()
+        self._limit = limit
         self._left = limit
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._limit - self._left
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Only from the start (``SEEK_SET``): a second read of the prefix."""
+        if whence != io.SEEK_SET:
+            raise io.UnsupportedOperation("seek from the start only")
+        offset = max(0, min(offset, self._limit))
+        self._fh.seek(self._base + offset)
+        self._left = self._limit - offset
+        return offset
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer)
@@ -97,15 +118,20 @@ def _empty_requests() -> pd.DataFrame:
     return frame[list(COLUMNS)]
 
 
-def read_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
+def read_requests(
+    path: str | os.PathLike[str], *, warnings: list[str] | None = None
+) -> pd.DataFrame:
     """Read ``requests.csv`` into a DataFrame with the columns of :data:`harness.records.COLUMNS`.
 
     Dtypes: ``start``, ``end``, ``latency_ms``, ``ttft_ms`` float64 (``ttft_ms`` NaN when empty);
     ``output_tokens`` and ``status`` int64 (empty -> 0); ``error``, ``replica``, ``phase`` strings
     (empty -> ``""``). A missing ``latency_ms`` is filled from ``(end - start) * 1000``.
-    A last line without its newline (a run killed mid-write) is skipped; rows without a start
-    or end time are dropped with a warning. A missing, unreadable or malformed file, or one
-    whose header lacks a column, raises :class:`ScoringError` naming the path.
+    What a damaged log holds is stepped over, each kind with a warning (logged, and added to
+    ``warnings`` when given): a last line without its newline (a run killed mid-write), rows
+    without a start or end time, rows with a value that is not a finite number or is out of
+    range, and (see :mod:`harness.scoring.lenient`) rows with extra fields or a cell that is
+    not a number. A missing or unreadable file, or one whose header lacks a column, raises
+    :class:`ScoringError` naming the path.
     """
     path = os.fspath(path)
     try:
@@ -115,21 +141,29 @@ def read_requests(path: str | os.PathLike[str]) -> pd.DataFrame:
     except OSError as exc:
         raise ScoringError(f"{path}: cannot read request log: {exc.strerror or exc}") from exc
     with fh:
-        size = os.fstat(fh.fileno()).st_size
-        length = _complete_length(fh, size)
-        if length < size:
-            log.warning("%s: skipping a torn last line (%d bytes)", path, size - length)
-        if length == 0:
-            log.warning("%s: no complete lines, scoring no requests", path)
-            return _empty_requests()
-        fh.seek(0)
-        return parse_requests(io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20), path)
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            length = _complete_length(fh, size)
+            if length < size:
+                warn(warnings, path, f"skipped a torn last line ({size - length} bytes)")
+            if length == 0:
+                warn(warnings, path, "no complete lines: no requests to score")
+                return _empty_requests()
+            fh.seek(0)
+            reader = io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20)
+            return parse_requests(reader, path, warnings=warnings)
+        except OSError as exc:
+            raise ScoringError(f"{path}: cannot read request log: {exc}") from exc
 
 
-def parse_requests(reader: Any, path: str | os.PathLike[str]) -> pd.DataFrame:
+def parse_requests(
+    reader: Any, path: str | os.PathLike[str], *, warnings: list[str] | None = None
+) -> pd.DataFrame:
     """The DataFrame of :func:`read_requests` from ``reader``: complete lines of a
-    ``requests.csv``, its header first (``path`` names it in errors and warnings)."""
+    ``requests.csv``, its header first (``path`` names it in errors and warnings). When the
+    fast reader refuses the lines and ``reader`` can seek, they are read again row by row."""
     path = os.fspath(path)
+    start = reader.tell() if reader.seekable() else None
     try:
         raw = pd.read_csv(
             reader,
@@ -139,16 +173,28 @@ def parse_requests(reader: Any, path: str | os.PathLike[str]) -> pd.DataFrame:
             encoding="utf-8",
             engine="c",
         )
+    except pd.errors.EmptyDataError:
+        return _empty_requests()
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ScoringError(f"{path}: malformed request log: {exc}") from exc
+        if start is None:
+            raise ScoringError(f"{path}: malformed request log: {exc}") from exc
+        log.info("%s: the fast reader refused it (%s); reading it row by row", path, exc)
+        reader.seek(start)
+        raw = lenient_frame(reader.read(), path, _NUMERIC, warnings)
     missing = [c for c in COLUMNS if c not in raw.columns]
     if missing:
         raise ScoringError(f"{path}: request log lacks column(s): {', '.join(missing)}")
     frame = raw[list(COLUMNS)]
     bad = frame["start"].isna() | frame["end"].isna()
     if bad.any():
-        log.warning("%s: dropping %d row(s) without start or end time", path, int(bad.sum()))
+        warn(warnings, path, f"dropped {int(bad.sum())} row(s) without a start or end time")
         frame = frame[~bad]
+    numbers = frame[list(_NUMERIC)].to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        odd = np.isinf(numbers).any(axis=1) | (np.abs(numbers) > _LARGEST).any(axis=1)
+    if odd.any():
+        warn(warnings, path, f"dropped {int(odd.sum())} row(s) with an infinite or huge value")
+        frame = frame[~odd]
     frame = frame.reset_index(drop=True)
     latency = frame["latency_ms"].fillna((frame["end"] - frame["start"]) * 1000.0)
     out = pd.DataFrame(

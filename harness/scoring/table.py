@@ -133,10 +133,14 @@ def scorecard_table(scorecard: Mapping[str, Any]) -> str:
     verdict = str(scorecard.get("verdict", "?")).upper()
     if scorecard.get("abort_reason"):
         verdict += f": {scorecard['abort_reason']}"
+    elif scorecard.get("incomplete_reason"):
+        verdict += f": {scorecard['incomplete_reason']}"
     pairs.append(("verdict", f"{verdict} (exit {scorecard.get('exit_code')})"))
     warning = (scorecard.get("instrument") or {}).get("warning")
     if warning:  # the verdict was reached while the load generator was saturated
         pairs.append(("instrument", str(warning)))
+    # what the scorer stepped over in a damaged run folder (torn lines, bad rows, no file)
+    pairs.extend(("warning", str(w)) for w in scorecard.get("warnings") or [])
     key_width = max(len(k) for k, _ in pairs)
     lines.append("")
     lines.extend(f"{k.ljust(key_width)}  {v}" for k, v in pairs)
