@@ -7,6 +7,7 @@ Exit codes: 0 all SLOs met, 1 an SLO missed, 2 the harness could not run the exp
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -16,60 +17,15 @@ from pathlib import Path
 from typing import NoReturn
 
 from harness import __version__
+from harness.cli_support import (
+    _configure_logging,
+    _install,
+    _log_to_file,
+    allow_module_option,
+)
 from harness.errors import HarnessError
 
 log = logging.getLogger("harness.cli")
-
-
-class _CurrentStderr:
-    """Writes to whatever ``sys.stderr`` is now: while the live progress panel is shown, rich
-    swaps in a proxy that prints log lines above the panel."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
-#: The handlers this module put on the root logger, by role: configuring again (the CLI
-#: called twice in one process, as tests do) replaces them instead of adding a copy, which
-#: would print every line once more each time.
-_handlers: dict[str, logging.Handler] = {}
-
-
-def _install(role: str, handler: logging.Handler | None) -> None:
-    """Put ``handler`` on the root logger as ``role``, removing (and closing) the last one."""
-    root = logging.getLogger()
-    old = _handlers.pop(role, None)
-    if old is not None:
-        root.removeHandler(old)
-        old.close()
-    if handler is not None:
-        _handlers[role] = handler
-        root.addHandler(handler)
-
-
-def _configure_logging(verbose: bool) -> None:
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG)
-    console = logging.StreamHandler(_CurrentStderr())
-    console.setLevel(logging.DEBUG if verbose else logging.INFO)
-    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
-    # chaoslib logs every step at INFO; keep the terminal to the harness's own story
-    console.addFilter(lambda r: verbose or not r.name.startswith(("chaoslib", "chaostoolkit")))
-    _install("console", console)
-    for noisy in ("urllib3", "httpx", "httpcore", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _log_to_file(path: Path) -> None:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s")
-    )
-    _install("run file", handler)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -160,22 +116,19 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Modules that bring a command of their own: each has ``add_command(subparsers)``, which
+#: adds its parser with ``set_defaults(func=...)``. Why: a workflow (game days, drills, the
+#: CI gate's doctor) keeps its command line beside its code, and this file stays the one
+#: place that configures logging and turns errors into exit codes. Such a module imports
+#: its heavy parts inside its command function, so ``gpuchaos --help`` stays quick.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its usage errors as one line (exit 2), like every other error."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"gpuchaos: error: {message} (see {self.prog} --help)\n")
-
-
-def _allow_module(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--allow-module",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also let activities and controls come from Python module NAME (and its "
-        "submodules); by default only harness.chaos and chaosk8s (repeatable)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a configuration value of the experiment (repeatable)",
     )
-    _allow_module(run)
+    allow_module_option(run)
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser(
@@ -218,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     val.add_argument("experiment")
     val.add_argument("--var", action="append", default=[], metavar="NAME=VALUE")
-    _allow_module(val)
+    allow_module_option(val)
     val.set_defaults(func=cmd_validate)
 
     score = sub.add_parser("score", help="re-score a run folder offline")
@@ -257,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="also revert faults of runs that are still going"
     )
     clean.set_defaults(func=cmd_cleanup)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_command(sub)
     return p
 
 

@@ -17,7 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "harness.errors", "harness.config", "harness.records", "harness.timeline",
         "harness.procs", "harness.rundir", "harness.connection", "harness.telemetry.nvml",
-        "harness.telemetry.scrape",
+        "harness.telemetry.scrape", "harness.cli_support",
     ),
     ("harness.faults",),
     ("harness.platforms",),
@@ -25,9 +25,11 @@ LAYERS: list[tuple[str, ...]] = [
         "harness.chaos", "harness.load", "harness.report", "harness.scoring",
         "harness.telemetry", "harness.progress", "harness.compare", "harness.cleanup",
     ),
+    ("harness.history", "harness.ci"),
     ("harness.experiment",),
-    ("harness.runner", "harness.planner", "harness.catalog"),
-    ("harness.cli", "harness.__main__"),
+    ("harness.runner", "harness.planner", "harness.catalog", "harness.doctor"),
+    ("harness.gameday", "harness.drill", "harness.live"),
+    ("harness.cli", "harness.__main__", "harness.pytest_plugin"),
 ]  # fmt: skip
 
 
