@@ -56,7 +56,7 @@ h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d0d7de;padding-bott
 .sub{color:#57606a}
 .verdict{display:inline-block;padding:3px 10px;border-radius:4px;color:#fff;font-weight:600;
 margin-right:8px}
-.pass{background:#1a7f37}.fail{background:#cf222e}.aborted{background:#9a6700}
+.pass{background:#1a7f37}.fail{background:#cf222e}.aborted{background:#9a6700}.incomplete{background:#9a6700}
 table{border-collapse:collapse;background:#fff;margin:6px 0}
 td,th{border:1px solid #d0d7de;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#eef1f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -389,6 +389,9 @@ def render_report(data: RunData) -> str:
     )
     if abort:
         head += f'<p class="bad">aborted: {escape(str(abort))}</p>'
+    incomplete = card.get("incomplete_reason")
+    if incomplete:
+        head += f'<p class="bad">incomplete: {escape(str(incomplete))}</p>'
     if note:
         head += f'<p class="bad">{escape(str(note))}</p>'
     warning = (card.get("instrument") or {}).get("warning")

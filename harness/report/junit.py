@@ -1,7 +1,8 @@
 """``junit.xml``: one test case per SLO, for CI systems that read JUnit.
 
 A missed SLO is a ``<failure>`` whose message carries the measured value against the
-objective; an aborted run adds a test case ``run`` with an ``<error>`` holding the reason.
+objective; an aborted or incomplete run adds a test case ``run`` with an ``<error>`` holding
+the reason.
 When the load generator was saturated (the scorecard's ``instrument`` section), the suite
 says so: property ``instrument_saturated`` (with ``instrument_affected_s``) and a line in
 the suite's ``<system-out>``, so a reader of the verdict knows the client may have set it.
@@ -47,7 +48,8 @@ def instrument_line(scorecard: dict[str, Any]) -> str | None:
 def render_junit(scorecard: dict[str, Any], suite: str) -> str:
     """The JUnit XML document as a string."""
     slos = list(scorecard.get("slos") or [])
-    aborted = scorecard.get("verdict") == "aborted"
+    verdict = scorecard.get("verdict")
+    aborted = verdict in ("aborted", "incomplete")  # the run did not end: an error, not a pass
     duration = (scorecard.get("run") or {}).get("duration_s") or 0.0
     failures = sum(1 for e in slos if not e.get("passed"))
     errors = 1 if aborted else 0
@@ -83,8 +85,10 @@ def render_junit(scorecard: dict[str, Any], suite: str) -> str:
     classname = f"gpuchaos.{suite}"
     if aborted:
         case = ET.SubElement(ts, "testcase", classname=classname, name="run", time="0")
-        reason = str(scorecard.get("abort_reason") or "aborted")
-        err = ET.SubElement(case, "error", message=f"run aborted: {reason}", type="aborted")
+        reason = str(
+            scorecard.get("abort_reason") or scorecard.get("incomplete_reason") or verdict
+        )
+        err = ET.SubElement(case, "error", message=f"run {verdict}: {reason}", type=str(verdict))
         err.text = reason
     for entry in slos:
         case = ET.SubElement(

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-_ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️"}
+_ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "incomplete": "⚠️"}
 
 
 def _v(value: Any, unit: str = "") -> str:

@@ -35,6 +35,7 @@ def make_run(
     *,
     gpu: bool = False,
     aborted: bool = False,
+    ended: bool = True,
     fault_end: bool = True,
     slow_after: float | None = None,
     second_fault: bool = False,
@@ -108,6 +109,8 @@ def make_run(
             }
         )
     events.append({"time": T0 + 60.2, "kind": "load_end", "target": "locust", "details": {}})
+    if ended:  # the runner's last event; a killed harness never writes it
+        events.append({"time": T0 + 61, "kind": "run_end", "target": "x", "details": {}})
     with open(path / "timeline.jsonl", "w") as fh:
         fh.writelines(json.dumps(e) + "\n" for e in events)
     with open(path / "telemetry.csv", "w", newline="") as fh:
@@ -330,6 +333,16 @@ def test_junit_aborted_run_is_an_error(tmp_path: Path) -> None:
     error = root.find("./testsuite/testcase[@name='run']/error")
     assert error is not None and "SIGTERM" in (error.get("message") or "")
     assert root.find("testsuite").get("errors") == "1"  # type: ignore[union-attr]
+
+
+def test_junit_and_summary_of_an_incomplete_run(tmp_path: Path) -> None:
+    card = load_run(make_run(tmp_path / "inc", ended=False)).scorecard
+    assert card["verdict"] == "incomplete" and card["exit_code"] == 2
+    root = ET.fromstring(render_junit(card, "gpu-node-loss"))
+    error = root.find("./testsuite/testcase[@name='run']/error")
+    assert error is not None and error.get("type") == "incomplete"
+    assert "run incomplete: " in (error.get("message") or "")
+    assert "⚠️" in render_summary(card, "t") and "**INCOMPLETE**" in render_summary(card, "t")
 
 
 def test_summary_markdown(run_dir: Path) -> None:
