@@ -85,9 +85,7 @@ def render_junit(scorecard: dict[str, Any], suite: str) -> str:
     classname = f"gpuchaos.{suite}"
     if aborted:
         case = ET.SubElement(ts, "testcase", classname=classname, name="run", time="0")
-        reason = str(
-            scorecard.get("abort_reason") or scorecard.get("incomplete_reason") or verdict
-        )
+        reason = str(scorecard.get("abort_reason") or scorecard.get("incomplete_reason") or verdict)
         err = ET.SubElement(case, "error", message=f"run {verdict}: {reason}", type=str(verdict))
         err.text = reason
     for entry in slos:
