@@ -47,6 +47,23 @@ def instrument_line(scorecard: dict[str, Any]) -> str | None:
 
 def render_junit(scorecard: dict[str, Any], suite: str) -> str:
     """The JUnit XML document as a string."""
+    ts = junit_suite(scorecard, suite)
+    root = ET.Element("testsuites", name="gpuchaos", tests=ts.get("tests", "0"))
+    root.set("failures", ts.get("failures", "0"))
+    root.set("errors", ts.get("errors", "0"))
+    root.append(ts)
+    return junit_document(root)
+
+
+def junit_document(root: ET.Element) -> str:
+    """``root`` (a ``<testsuites>``) as the JUnit file's text, indented."""
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def junit_suite(scorecard: dict[str, Any], suite: str) -> ET.Element:
+    """The ``<testsuite>`` of one run: a test case per SLO (and ``run``, an error, when the
+    run did not end). Why apart: the game-day report puts one per experiment in one file."""
     slos = list(scorecard.get("slos") or [])
     verdict = scorecard.get("verdict")
     aborted = verdict in ("aborted", "incomplete")  # the run did not end: an error, not a pass
@@ -54,11 +71,7 @@ def render_junit(scorecard: dict[str, Any], suite: str) -> str:
     failures = sum(1 for e in slos if not e.get("passed"))
     errors = 1 if aborted else 0
     tests = len(slos) + errors
-    root = ET.Element("testsuites", name="gpuchaos", tests=str(tests))
-    root.set("failures", str(failures))
-    root.set("errors", str(errors))
-    ts = ET.SubElement(
-        root,
+    ts = ET.Element(
         "testsuite",
         name=suite,
         tests=str(tests),
@@ -102,8 +115,7 @@ def render_junit(scorecard: dict[str, Any], suite: str) -> str:
     line = instrument_line(scorecard)
     if line:
         ET.SubElement(ts, "system-out").text = line
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return ts
 
 
 def write_junit(scorecard: dict[str, Any], suite: str, path: Path) -> Path:

@@ -68,6 +68,10 @@ class Chart:
     log_y: bool = False
     y_max: float | None = None
     percent: bool = False
+    #: The SVG's own size (its viewBox); the page scales it to its box. Smaller for the
+    #: game-day report's per-experiment plots.
+    width: int = WIDTH
+    height: int = HEIGHT
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -104,7 +108,8 @@ def _finite(values: Sequence[float]) -> list[float]:
 
 def render(chart: Chart) -> str:
     """The chart as an ``<svg class="plot">`` element."""
-    pw, ph = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    width, height = chart.width, chart.height
+    pw, ph = width - LEFT - RIGHT, height - TOP - BOTTOM
     x_max = chart.x_max if chart.x_max > 0 else 1.0
     ys = [y for s in chart.series for y in _finite(s.ys)] + [v for _, v in chart.refs]
     if chart.log_y:
@@ -132,7 +137,7 @@ def render(chart: Chart) -> str:
         return LEFT + min(max(v, 0.0), x_max) / x_max * pw
 
     out = [
-        f'<svg class="plot" id="{escape(chart.id)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'<svg class="plot" id="{escape(chart.id)}" viewBox="0 0 {width} {height}" '
         f'xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(chart.title)}">',
         f'<text class="title" x="{LEFT}" y="16">{escape(chart.title)}</text>',
     ]
@@ -160,7 +165,7 @@ def render(chart: Chart) -> str:
             f"{_fmt(t)}</text>"
         )
     out.append(
-        f'<text class="axis" x="{LEFT + pw / 2}" y="{HEIGHT - 3}" text-anchor="middle">'
+        f'<text class="axis" x="{LEFT + pw / 2}" y="{height - 3}" text-anchor="middle">'
         "seconds since load start</text>"
         f'<text class="axis" transform="translate(12 {TOP + ph / 2}) rotate(-90)" '
         f'text-anchor="middle">{escape(chart.y_label)}</text>'
@@ -184,15 +189,15 @@ def render(chart: Chart) -> str:
                 f'<path class="series" d="{path}" stroke="{color}"{dash}>'
                 f"<title>{escape(s.name)}</title></path>"
             )
-        width = 28 + len(s.name) * 6.5
-        if legend_x + width > WIDTH - RIGHT - 60:
+        entry = 28 + len(s.name) * 6.5
+        if legend_x + entry > width - RIGHT - 60:
             hidden += 1  # hovering a line still names it
             continue
         out.append(
             f'<rect x="{legend_x:.0f}" y="{legend_y - 5}" width="12" height="3" fill="{color}"/>'
             f'<text class="legend" x="{legend_x + 16:.0f}" y="{legend_y}">{escape(s.name)}</text>'
         )
-        legend_x += width
+        legend_x += entry
     if hidden:
         out.append(f'<text class="legend" x="{legend_x:.0f}" y="{legend_y}">+{hidden} more</text>')
     if not any(_finite(s.ys) for s in chart.series):
