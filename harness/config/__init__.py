@@ -8,7 +8,8 @@ One module per block, each importing only :mod:`harness.config.base` and the blo
 nests (no circles); every public name is re-exported here, so ``from harness.config import
 X`` is the one way in:
 
-- :mod:`~harness.config.base`: ``StrictModel``, the base of every model
+- :mod:`~harness.config.base`: ``StrictModel``, the base of every model (strict, finite), and
+  the shared bounds of numbers (``MAX_DURATION_S`` and the others)
 - :mod:`~harness.config.workload`: ``workload`` (the inference server)
 - :mod:`~harness.config.platform_local`: ``platform`` of kind ``local`` (nodes, liveness,
   outlier ejection), with :mod:`~harness.config.autoscaler` (its autoscaler)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
-from harness.config.base import StrictModel
+from harness.config.base import MAX_DURATION_S, MAX_INTERVAL_S, StrictModel
 from harness.config.endpoint import EndpointSpec
 from harness.config.load import LoadSpec
 from harness.config.platform_kubernetes import KubernetesPlatformSpec
@@ -51,10 +51,19 @@ class HarnessSpec(StrictModel):
     load: LoadSpec = Field(description="The traffic.")
     slos: SLOSpec = Field(default_factory=SLOSpec, description="Objectives to score.")
     warmup_s: float = Field(
-        default=10.0, ge=0, description="Seconds of load before the experiment starts."
+        default=10.0,
+        ge=0,
+        le=MAX_DURATION_S,
+        description=(
+            "Seconds of load before the experiment starts (0: none); at most "
+            f"{MAX_DURATION_S} (7 days)."
+        ),
     )
     telemetry_interval_s: float = Field(
-        default=1.0, gt=0, description="Sampling period of telemetry, seconds."
+        default=1.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=f"Sampling period of telemetry, seconds; at most {MAX_INTERVAL_S} (1 hour).",
     )
     stop_conditions: list[StopCondition] = Field(
         default_factory=list,

@@ -21,11 +21,20 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
-from harness.config.base import StrictModel
+from harness.config.base import (
+    MAX_INTERVAL_S,
+    MAX_LOG_SIGMA,
+    MAX_REQUEST_S,
+    MAX_SEED,
+    MAX_TOKENS,
+    MAX_USERS,
+    MAX_WORDS,
+    StrictModel,
+)
 from harness.config.shapes import Shape
 
 #: The protocols of harness.load.protocols by their registered names.
@@ -34,6 +43,11 @@ BUILTIN_USERS = ("openai-stream", "openai", "kserve-v2", "openai-chat-stream", "
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: An HTTP header's name (RFC 9110 token).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: The largest number of a length (prompt words, completion tokens), and how it reads.
+_MAX_LENGTH = max(MAX_WORDS, MAX_TOKENS)
+_MAX_DOC = f"{_MAX_LENGTH:,}"
+#: The largest plain number of each length field of :class:`LoadSpec`.
+_LENGTH_LIMITS = {"prompt_words": MAX_WORDS, "max_tokens": MAX_TOKENS}
 #: ``package.module:ClassName``: a Protocol subclass in an importable module.
 _CLASS_REF = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*")
 
@@ -66,13 +80,24 @@ class LengthDistribution(StrictModel):
     dist: Literal["uniform", "normal", "lognormal"] = Field(
         description="uniform(min, max), normal(mean, std) or lognormal(median=mean, sigma=std)."
     )
-    min: int = Field(default=1, ge=1, description="Smallest length drawn.")
-    max: int = Field(ge=1, description="Largest length drawn.")
+    min: int = Field(
+        default=1, ge=1, le=_MAX_LENGTH, description=f"Smallest length drawn, 1 to {_MAX_DOC}."
+    )
+    max: int = Field(ge=1, le=_MAX_LENGTH, description=f"Largest length drawn, 1 to {_MAX_DOC}.")
     mean: float | None = Field(
-        default=None, gt=0, description="normal: the mean; lognormal: the median."
+        default=None,
+        gt=0,
+        le=_MAX_LENGTH,
+        description=f"normal: the mean; lognormal: the median; at most {_MAX_DOC}.",
     )
     std: float | None = Field(
-        default=None, gt=0, description="normal: the standard deviation; lognormal: sigma."
+        default=None,
+        gt=0,
+        le=_MAX_LENGTH,
+        description=(
+            f"normal: the standard deviation, at most {_MAX_DOC}; lognormal: sigma, at most "
+            f"{MAX_LOG_SIGMA}."
+        ),
     )
 
     @model_validator(mode="after")
@@ -81,7 +106,23 @@ class LengthDistribution(StrictModel):
             raise ValueError(f"max ({self.max}) must not be below min ({self.min})")
         if self.dist != "uniform" and (self.mean is None or self.std is None):
             raise ValueError(f"a {self.dist} distribution needs mean and std")
+        if self.dist == "lognormal" and self.std is not None and self.std > MAX_LOG_SIGMA:
+            raise ValueError(
+                f"std: a lognormal sigma must be at most {MAX_LOG_SIGMA} (got {self.std:g})"
+            )
         return self
+
+
+def _length_kind(value: object) -> str:
+    return "distribution" if isinstance(value, dict | LengthDistribution) else "number"
+
+
+#: A length: a plain number or a distribution, told apart by the value's form, so a wrong
+#: key of a distribution is reported as that key, not as "not an integer".
+Length = Annotated[
+    Annotated[int, Tag("number")] | Annotated[LengthDistribution, Tag("distribution")],
+    Discriminator(_length_kind),
+]
 
 
 class LoadSpec(StrictModel):
@@ -113,9 +154,10 @@ class LoadSpec(StrictModel):
     max_in_flight: int = Field(
         default=512,
         ge=1,
+        le=MAX_USERS,
         description=(
             "Open loop: requests in flight at once; later arrivals wait in the client queue "
-            "(recorded as queue_ms, and counted in their latency)."
+            f"(recorded as queue_ms, and counted in their latency). 1 to {MAX_USERS:,}."
         ),
     )
     model: str | None = Field(
@@ -126,13 +168,24 @@ class LoadSpec(StrictModel):
             "Locust process) or addressed (kserve-v2, default 'classifier')."
         ),
     )
-    prompt_words: int | LengthDistribution = Field(
-        default=8, description="Words in each prompt: a number or a length distribution."
+    prompt_words: Length = Field(
+        default=8,
+        description=(
+            f"Words in each prompt: a number (1 to {MAX_WORDS:,}) or a length distribution."
+        ),
     )
-    max_tokens: int | LengthDistribution = Field(
-        default=16, description="Tokens requested per completion: a number or a distribution."
+    max_tokens: Length = Field(
+        default=16,
+        description=(
+            f"Tokens requested per completion: a number (1 to {MAX_TOKENS:,}) or a distribution."
+        ),
     )
-    request_timeout_s: float = Field(default=30.0, gt=0, description="Client-side timeout.")
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_REQUEST_S,
+        description=f"Client-side timeout, seconds; at most {MAX_REQUEST_S} (1 hour).",
+    )
     api_key_env: str | None = Field(
         default=None,
         description=(
@@ -170,9 +223,20 @@ class LoadSpec(StrictModel):
         ),
     )
     wait_s: float = Field(
-        default=0.0, ge=0, description="Closed loop: think time between a user's requests."
+        default=0.0,
+        ge=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "Closed loop: think time between a user's requests, seconds (0: none); at most "
+            f"{MAX_INTERVAL_S} (1 hour)."
+        ),
     )
-    seed: int = Field(default=0, description="Seed of prompts, lengths, inputs and arrivals.")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description=f"Seed of prompts, lengths, inputs and arrivals, 0 to {MAX_SEED:,}.",
+    )
     workers: int = Field(
         default=0,
         ge=0,
@@ -180,7 +244,8 @@ class LoadSpec(StrictModel):
         description=(
             "Locust workers: 0 runs the load in one process; N runs a Locust master and N "
             "local worker processes, each writing its own records file, merged into "
-            "requests.csv as they come and sorted by start time when the load stops."
+            "requests.csv as they come and sorted by start time when the load stops. At "
+            "most 64."
         ),
     )
     workers_on: Literal["local", "kubernetes"] = Field(
@@ -203,11 +268,11 @@ class LoadSpec(StrictModel):
     workers_start_s: float = Field(
         default=30.0,
         gt=0,
-        le=3600,
+        le=MAX_INTERVAL_S,
         description=(
             "workers_on 'kubernetes': seconds between creating the Jobs and the start of the "
             "load shape, for scheduling and image pulls; the run fails when no request record "
-            "is in the workers' logs 15 s after that."
+            f"is in the workers' logs 15 s after that. At most {MAX_INTERVAL_S} (1 hour)."
         ),
     )
 
@@ -245,9 +310,11 @@ class LoadSpec(StrictModel):
 
     @field_validator("prompt_words", "max_tokens")
     @classmethod
-    def _positive(cls, value: int | LengthDistribution) -> int | LengthDistribution:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be at least 1")
+    def _in_range(
+        cls, value: int | LengthDistribution, info: ValidationInfo
+    ) -> int | LengthDistribution:
+        if isinstance(value, int) and not 1 <= value <= _LENGTH_LIMITS[str(info.field_name)]:
+            raise ValueError(f"must be a number from 1 to {_LENGTH_LIMITS[str(info.field_name)]:,}")
         return value
 
     @model_validator(mode="after")

@@ -7,16 +7,34 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from harness.config.base import StrictModel
+from harness.config.base import (
+    MAX_COUNT,
+    MAX_DURATION_S,
+    MAX_INTERVAL_S,
+    MAX_PORT,
+    MAX_REPLICAS,
+    StrictModel,
+    check_url_port,
+)
 
 
 class KedaSpec(StrictModel):
     """Autoscaling of the Deployment by a KEDA ScaledObject on the replicas' queue depth."""
 
-    min_replicas: int = Field(default=1, ge=0, description="Fewest replicas KEDA keeps.")
-    max_replicas: int = Field(default=4, ge=1, description="Most replicas KEDA scales to.")
+    min_replicas: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description=f"Fewest replicas KEDA keeps, 0 to {MAX_REPLICAS}.",
+    )
+    max_replicas: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_REPLICAS,
+        description=f"Most replicas KEDA scales to, 1 to {MAX_REPLICAS}.",
+    )
     prometheus_url: str = Field(
         default="http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus that scrapes the replicas' /metrics (KEDA's prometheus trigger).",
@@ -29,10 +47,27 @@ class KedaSpec(StrictModel):
         ),
     )
     threshold: float = Field(
-        default=8.0, gt=0, description="Target of the signal per replica (KEDA's threshold)."
+        default=8.0,
+        gt=0,
+        le=MAX_COUNT,
+        description=(
+            f"Target of the signal per replica (KEDA's threshold), at most {MAX_COUNT:,}."
+        ),
     )
-    polling_interval_s: int = Field(default=5, ge=1, description="How often KEDA checks.")
-    cooldown_s: int = Field(default=60, ge=0, description="Wait before scaling down.")
+    polling_interval_s: int = Field(
+        default=5,
+        ge=1,
+        le=MAX_INTERVAL_S,
+        description=f"How often KEDA checks, seconds; 1 to {MAX_INTERVAL_S} (1 hour).",
+    )
+    cooldown_s: int = Field(
+        default=60,
+        ge=0,
+        le=MAX_DURATION_S,
+        description=(
+            f"Wait before scaling down, seconds (0: none); at most {MAX_DURATION_S} (7 days)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> KedaSpec:
@@ -111,11 +146,24 @@ class KubernetesPlatformSpec(StrictModel):
         default="ghcr.io/gpuchaos/workload:0.1.0",
         description="Workload image (built from workloads/Dockerfile).",
     )
-    replicas: int = Field(default=2, ge=1, le=256, description="Replicas of the Deployment.")
-    gpus_per_replica: int = Field(
-        default=1, ge=0, le=16, description="nvidia.com/gpu limit of each replica (0: CPU)."
+    replicas: int = Field(
+        default=2,
+        ge=1,
+        le=MAX_REPLICAS,
+        description=f"Replicas of the Deployment, 1 to {MAX_REPLICAS}.",
     )
-    port: int = Field(default=8000, ge=1, le=65535, description="Port the server listens on.")
+    gpus_per_replica: int = Field(
+        default=1,
+        ge=0,
+        le=16,
+        description="nvidia.com/gpu limit of each replica (0: CPU), at most 16.",
+    )
+    port: int = Field(
+        default=8000,
+        ge=1,
+        le=MAX_PORT,
+        description=f"Port the server listens on, 1 to {MAX_PORT}.",
+    )
     tolerations: list[dict[str, str]] = Field(
         default_factory=lambda: [
             {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -132,12 +180,16 @@ class KubernetesPlatformSpec(StrictModel):
     url: str | None = Field(
         default=None,
         description=(
-            "access 'url': the base URL; unset: http://<name>.<namespace>.svc.cluster.local:<port>."
+            "access 'url': the base URL (a port 1 to 65535); unset: "
+            "http://<name>.<namespace>.svc.cluster.local:<port>."
         ),
         pattern=r"^https?://[^\s/]+(/\S*)?$",
     )
     min_disruption_available: int = Field(
-        default=1, ge=0, description="PodDisruptionBudget minAvailable."
+        default=1,
+        ge=0,
+        le=MAX_REPLICAS,
+        description=f"PodDisruptionBudget minAvailable (0: none kept), at most {MAX_REPLICAS}.",
     )
     autoscaling: KedaSpec | None = Field(
         default=None, description="A KEDA ScaledObject on queue depth; unset: fixed replicas."
@@ -146,11 +198,28 @@ class KubernetesPlatformSpec(StrictModel):
         default_factory=DevicePluginSpec, description="The NVIDIA device plugin's pods."
     )
     rollout_timeout_s: float = Field(
-        default=600.0, gt=0, description="How long the rollout may take (image pull included)."
+        default=600.0,
+        gt=0,
+        le=MAX_DURATION_S,
+        description=(
+            "How long the rollout may take (image pull included), seconds; at most "
+            f"{MAX_DURATION_S} (7 days)."
+        ),
     )
     poll_interval_s: float = Field(
-        default=1.0, gt=0, description="How often pods and nodes are read for the timeline."
+        default=1.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "How often pods and nodes are read for the timeline, seconds; at most "
+            f"{MAX_INTERVAL_S} (1 hour)."
+        ),
     )
+
+    @field_validator("url")
+    @classmethod
+    def _port(cls, value: str | None) -> str | None:
+        return None if value is None else check_url_port(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> KubernetesPlatformSpec:

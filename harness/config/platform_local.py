@@ -7,12 +7,23 @@ optional autoscaler (:mod:`harness.config.autoscaler`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.config.autoscaler import AutoscalerSpec
-from harness.config.base import StrictModel
+from harness.config.base import (
+    MAX_COUNT,
+    MAX_CPU,
+    MAX_DURATION_S,
+    MAX_INTERVAL_S,
+    MAX_NODE_REPLICAS,
+    MAX_THREADS,
+    StrictModel,
+)
+
+#: A CPU core's number.
+Core = Annotated[int, Field(ge=0, le=MAX_CPU)]
 
 
 class NodeSpec(StrictModel):
@@ -24,22 +35,32 @@ class NodeSpec(StrictModel):
         description="'cpu', 'cuda', 'cuda:N', or 'auto' (cuda:0 when a GPU is present, else cpu).",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
     )
-    replicas: int = Field(default=1, ge=0, le=64, description="Replicas on this node.")
-    cpus: list[int] | None = Field(
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=MAX_NODE_REPLICAS,
+        description=(
+            f"Replicas on this node, 0 to {MAX_NODE_REPLICAS} (0: a spare node, room for "
+            "rescheduled or scaled-up replicas; the platform needs at least one replica)."
+        ),
+    )
+    cpus: list[Core] | None = Field(
         default=None,
+        min_length=1,
         description=(
             "CPU cores the node's replicas are pinned to (its share of the machine), e.g. "
-            "[0]; unset: no pinning. Cores this machine lacks are skipped."
+            f"[0]; unset (not []): no pinning. Core numbers 0 to {MAX_CPU}, each listed once "
+            "and pinned by one node only. Cores this machine lacks are skipped."
         ),
     )
     max_replicas: int | None = Field(
         default=None,
         ge=0,
-        le=64,
+        le=MAX_NODE_REPLICAS,
         description=(
             "Most replicas the node can run (its GPU capacity): replicas of a lost node are "
             "rescheduled onto nodes below it, and the autoscaler scales up to it; unset: "
-            "'replicas' (no spare room)."
+            f"'replicas' (no spare room). At most {MAX_NODE_REPLICAS}."
         ),
     )
 
@@ -47,6 +68,16 @@ class NodeSpec(StrictModel):
     def capacity(self) -> int:
         """Most replicas this node can run."""
         return self.replicas if self.max_replicas is None else max(self.max_replicas, 0)
+
+    @field_validator("cpus")
+    @classmethod
+    def _once_each(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        repeated = sorted({c for c in value if value.count(c) > 1})
+        if repeated:
+            raise ValueError(f"cores listed more than once: {', '.join(map(str, repeated))}")
+        return value
 
     @model_validator(mode="after")
     def _room_for_replicas(self) -> NodeSpec:
@@ -61,10 +92,27 @@ class LivenessSpec(StrictModel):
     """The supervisor's liveness probe (like a kubelet livenessProbe): GET /health/live;
     after ``failure_threshold`` failures in a row the replica is killed and restarted."""
 
-    period_s: float = Field(default=1.0, gt=0, description="Seconds between liveness probes.")
-    timeout_s: float = Field(default=2.0, gt=0, description="A probe slower than this fails.")
+    period_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=f"Seconds between liveness probes, at most {MAX_INTERVAL_S} (1 hour).",
+    )
+    timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            f"A probe slower than this fails, seconds; at most {MAX_INTERVAL_S} (1 hour)."
+        ),
+    )
     failure_threshold: int = Field(
-        default=3, ge=1, description="Failed probes in a row before the replica is restarted."
+        default=3,
+        ge=1,
+        le=MAX_COUNT,
+        description=(
+            f"Failed probes in a row before the replica is restarted, 1 to {MAX_COUNT:,}."
+        ),
     )
 
 
@@ -73,23 +121,37 @@ class OutlierEjectionSpec(StrictModel):
     ``consecutive_5xx`` 5xx in a row (or cannot be reached) gets no traffic for a while."""
 
     consecutive_5xx: int = Field(
-        default=5, ge=1, description="5xx answers (or failed connections) in a row that eject."
+        default=5,
+        ge=1,
+        le=MAX_COUNT,
+        description=(
+            f"5xx answers (or failed connections) in a row that eject, 1 to {MAX_COUNT:,}."
+        ),
     )
     base_ejection_s: float = Field(
         default=30.0,
         gt=0,
-        description="Ejection time; the n-th ejection of a replica lasts n times this.",
+        le=MAX_DURATION_S,
+        description=(
+            "Ejection time, seconds; the n-th ejection of a replica lasts n times this. At "
+            f"most {MAX_DURATION_S} (7 days)."
+        ),
     )
     max_ejection_s: float = Field(
-        default=300.0, gt=0, description="Longest ejection, whatever the count."
+        default=300.0,
+        gt=0,
+        le=MAX_DURATION_S,
+        description=(
+            f"Longest ejection, whatever the count, seconds; at most {MAX_DURATION_S} (7 days)."
+        ),
     )
     max_ejection_percent: float = Field(
         default=50.0,
         ge=0,
         le=100,
         description=(
-            "Most replicas ejected at once, in percent (at least one replica may be ejected, "
-            "the last one never)."
+            "Most replicas ejected at once, in percent, 0 to 100 (at least one replica may be "
+            "ejected, the last one never)."
         ),
     )
 
@@ -98,16 +160,42 @@ class LocalPlatformSpec(StrictModel):
     """The embedded local platform: virtual nodes, replicas as processes, a router."""
 
     kind: Literal["local"] = Field(default="local", description="Platform kind.")
-    nodes: list[NodeSpec] = Field(min_length=1, description="Virtual nodes and their replicas.")
-    restart_backoff_s: float = Field(
-        default=0.5, gt=0, description="First restart delay of a crashed replica (doubles)."
+    nodes: list[NodeSpec] = Field(
+        min_length=1,
+        description=(
+            "Virtual nodes and their replicas: unique names, at least one replica in all, no "
+            "CPU core pinned by two nodes."
+        ),
     )
-    max_backoff_s: float = Field(default=10.0, gt=0, description="Cap of the restart delay.")
+    restart_backoff_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "First restart delay of a crashed replica (doubles), seconds; at most "
+            f"{MAX_INTERVAL_S} (1 hour)."
+        ),
+    )
+    max_backoff_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=f"Cap of the restart delay, seconds; at most {MAX_INTERVAL_S} (1 hour).",
+    )
     probe_interval_s: float = Field(
-        default=0.25, gt=0, description="How often the supervisor checks replica readiness."
+        default=0.25,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "How often the supervisor checks replica readiness, seconds; at most "
+            f"{MAX_INTERVAL_S} (1 hour)."
+        ),
     )
     torch_threads: int = Field(
-        default=1, ge=1, description="CPU threads per replica (torch.set_num_threads)."
+        default=1,
+        ge=1,
+        le=MAX_THREADS,
+        description=f"CPU threads per replica (torch.set_num_threads), 1 to {MAX_THREADS}.",
     )
     liveness: LivenessSpec | None = Field(
         default_factory=LivenessSpec,
@@ -130,4 +218,26 @@ class LocalPlatformSpec(StrictModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"node names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _some_replica(self) -> LocalPlatformSpec:
+        if not any(n.replicas for n in self.nodes):
+            raise ValueError(
+                "nodes: no node has a replica (replicas is 0 everywhere); at least one is "
+                "needed to serve the load"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cores_not_shared(self) -> LocalPlatformSpec:
+        owner: dict[int, str] = {}
+        for node in self.nodes:
+            for core in node.cpus or []:
+                if core in owner:
+                    raise ValueError(
+                        f"nodes: core {core} is in the cpus of both {owner[core]} and "
+                        f"{node.name} (a core is one node's share of the machine)"
+                    )
+                owner[core] = node.name
         return self

@@ -4,9 +4,19 @@ weights, and the price of a GPU-hour.
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from pydantic import Field, model_validator
 
-from harness.config.base import StrictModel
+from harness.config.base import (
+    MAX_DURATION_S,
+    MAX_INTERVAL_S,
+    MAX_LATENCY_MS,
+    MAX_MULTIPLIER,
+    MAX_PRICE,
+    MAX_RATE,
+    StrictModel,
+)
 
 #: SLO names of :class:`SLOSpec`, in scorecard order (``recovery_s`` last).
 SLO_NAMES: tuple[str, ...] = (
@@ -29,6 +39,22 @@ SLO_NAMES: tuple[str, ...] = (
 WINDOW_NAMES: tuple[str, ...] = ("run", "baseline", "fault", "recovery", "steady")
 
 
+#: A rolling window's seconds: infinite and NaN let through to the range check of
+#: :meth:`SLOSpec._known_names`, which names the objective (a union's own error would name
+#: its members instead).
+_Seconds = Annotated[float, Field(allow_inf_nan=True)]
+
+
+def _ms(description: str) -> Any:
+    """An optional latency objective in milliseconds, at most :data:`MAX_LATENCY_MS`."""
+    return Field(
+        default=None,
+        gt=0,
+        le=MAX_LATENCY_MS,
+        description=f"{description}, ms; at most {MAX_LATENCY_MS:,} (1 hour).",
+    )
+
+
 class SLOSpec(StrictModel):
     """Service level objectives and scoring knobs. Unset objectives are not scored.
 
@@ -38,19 +64,15 @@ class SLOSpec(StrictModel):
     window: the worst such window must meet the objective).
     """
 
-    p50_latency_ms: float | None = Field(default=None, gt=0, description="Max p50 latency.")
-    p95_latency_ms: float | None = Field(default=None, gt=0, description="Max p95 latency.")
-    p99_latency_ms: float | None = Field(default=None, gt=0, description="Max p99 latency.")
-    ttft_p95_ms: float | None = Field(default=None, gt=0, description="Max p95 TTFT.")
-    ttft_p99_ms: float | None = Field(default=None, gt=0, description="Max p99 TTFT.")
-    tpot_p95_ms: float | None = Field(
-        default=None,
-        gt=0,
-        description="Max p95 time per output token: (latency - TTFT) / (output tokens - 1).",
+    p50_latency_ms: float | None = _ms("Max p50 latency")
+    p95_latency_ms: float | None = _ms("Max p95 latency")
+    p99_latency_ms: float | None = _ms("Max p99 latency")
+    ttft_p95_ms: float | None = _ms("Max p95 TTFT")
+    ttft_p99_ms: float | None = _ms("Max p99 TTFT")
+    tpot_p95_ms: float | None = _ms(
+        "Max p95 time per output token: (latency - TTFT) / (output tokens - 1)"
     )
-    tpot_p99_ms: float | None = Field(
-        default=None, gt=0, description="Max p99 time per output token (see tpot_p95_ms)."
-    )
+    tpot_p99_ms: float | None = _ms("Max p99 time per output token (see tpot_p95_ms)")
     error_rate: float | None = Field(
         default=None, ge=0, le=1, description="Max share of failed requests (0-1)."
     )
@@ -61,32 +83,59 @@ class SLOSpec(StrictModel):
         description="Min share of successful requests (0-1); sets the error budget.",
     )
     throughput_rps: float | None = Field(
-        default=None, ge=0, description="Min successful requests per second."
+        default=None,
+        ge=0,
+        le=MAX_RATE,
+        description=f"Min successful requests per second, at most {MAX_RATE:,}.",
     )
     goodput_rps: float | None = Field(
         default=None,
         ge=0,
-        description="Min requests per second that succeeded and met every latency objective.",
+        le=MAX_RATE,
+        description=(
+            "Min requests per second that succeeded and met every latency objective, at "
+            f"most {MAX_RATE:,}."
+        ),
     )
     recovery_s: float | None = Field(
-        default=None, gt=0, description="Max seconds from fault start until SLIs hold again."
+        default=None,
+        gt=0,
+        le=MAX_DURATION_S,
+        description=(
+            "Max seconds from fault start until SLIs hold again, at most "
+            f"{MAX_DURATION_S} (7 days)."
+        ),
     )
     hold_s: int = Field(
-        default=3, ge=1, description="Seconds in a row the SLIs must hold to count as recovered."
+        default=3,
+        ge=1,
+        le=MAX_INTERVAL_S,
+        description=(
+            "Seconds in a row the SLIs must hold to count as recovered, 1 to "
+            f"{MAX_INTERVAL_S} (1 hour)."
+        ),
     )
-    windows: dict[str, str | float] = Field(
+    windows: dict[str, str | _Seconds] = Field(
         default_factory=dict,
         description=(
             "Evaluation window per objective: run (default), baseline, fault, recovery, "
-            "steady, load:NAME, or seconds of a rolling window."
+            f"steady, load:NAME, or seconds of a rolling window (1 to {MAX_DURATION_S}, "
+            "7 days)."
         ),
     )
     weights: dict[str, float] = Field(
         default_factory=dict,
-        description="Weight of each objective in the score (default 1 each).",
+        description=(
+            f"Weight of each objective in the score (default 1 each), 0 to {MAX_MULTIPLIER}."
+        ),
     )
     price_per_gpu_hour: float | None = Field(
-        default=None, ge=0, description="Price of one GPU-hour, for the cost of the run."
+        default=None,
+        ge=0,
+        le=MAX_PRICE,
+        description=(
+            f"Price of one GPU-hour, for the cost of the run; at most {MAX_PRICE:,} (any currency)."
+        ),
     )
 
     @model_validator(mode="after")
@@ -108,11 +157,16 @@ class SLOSpec(StrictModel):
                     f"windows.{name}: {window!r}: expected {', '.join(WINDOW_NAMES)}, "
                     "load:NAME or a number of seconds"
                 )
-            if not window >= 1:
-                raise ValueError(f"windows.{name}: a rolling window must be >= 1 s, got {window}")
+            if not 1 <= window <= MAX_DURATION_S:
+                raise ValueError(
+                    f"windows.{name}: a rolling window must be >= 1 s and at most "
+                    f"{MAX_DURATION_S} s (7 days), got {window:g}"
+                )
         for name, weight in self.weights.items():
-            if not weight >= 0:
-                raise ValueError(f"weights.{name}: expected a weight >= 0, got {weight}")
+            if not 0 <= weight <= MAX_MULTIPLIER:
+                raise ValueError(
+                    f"weights.{name}: expected a weight from 0 to {MAX_MULTIPLIER}, got {weight:g}"
+                )
         return self
 
     def window(self, name: str) -> str | float:

@@ -10,7 +10,16 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.config.base import StrictModel
+from harness.config.base import (
+    MAX_COUNT,
+    MAX_DURATION_S,
+    MAX_INTERVAL_S,
+    MAX_LATENCY_MS,
+    MAX_REQUEST_S,
+    MAX_SEED,
+    MAX_TOKENS,
+    StrictModel,
+)
 
 #: Model names each workload kind accepts ('auto' picks by device).
 WORKLOAD_MODELS: dict[str, tuple[str, ...]] = {
@@ -35,12 +44,21 @@ class WorkloadSpec(StrictModel):
             "'resnet50' (GPU); 'auto' picks by device."
         ),
     )
-    max_batch_size: int = Field(default=16, ge=1, le=1024, description="Batch limit.")
+    max_batch_size: int = Field(default=16, ge=1, le=1024, description="Batch limit, 1 to 1024.")
     max_queue_size: int = Field(
-        default=256, ge=0, description="Requests that may wait for the batch; beyond: 429."
+        default=256,
+        ge=0,
+        le=MAX_COUNT,
+        description=(
+            "Requests that may wait for the batch; beyond: 429 (0: none waits), at most "
+            f"{MAX_COUNT:,}."
+        ),
     )
     max_tokens: int = Field(
-        default=1024, ge=1, description="llm: the largest max_tokens a request may ask for."
+        default=1024,
+        ge=1,
+        le=MAX_TOKENS,
+        description=(f"llm: the largest max_tokens a request may ask for, at most {MAX_TOKENS:,}."),
     )
     kv_cache: Literal["preallocate", "on-demand"] = Field(
         default="preallocate",
@@ -55,24 +73,54 @@ class WorkloadSpec(StrictModel):
         le=1,
         description=(
             "llm with kv_cache 'preallocate' on CUDA: size the pool to this share of the "
-            "GPU's memory (like vLLM's option); unset: one slot per batch entry."
+            "GPU's memory (like vLLM's option), above 0 and at most 1; unset: one slot per "
+            "batch entry."
         ),
     )
     cuda_graphs: bool = Field(
         default=True, description="llm on CUDA: run decode steps as captured CUDA graphs."
     )
     max_batch_delay_ms: float = Field(
-        default=5.0, ge=0, description="classifier: longest wait to fill a batch, ms."
+        default=5.0,
+        ge=0,
+        le=MAX_LATENCY_MS,
+        description=(
+            "classifier: longest wait to fill a batch, ms (0: no wait), at most "
+            f"{MAX_LATENCY_MS:,} (1 hour)."
+        ),
     )
     request_timeout_s: float = Field(
-        default=60.0, gt=0, description="Server-side limit on a request's time, queue included."
+        default=60.0,
+        gt=0,
+        le=MAX_REQUEST_S,
+        description=(
+            "Server-side limit on a request's time, queue included, seconds; at most "
+            f"{MAX_REQUEST_S} (1 hour)."
+        ),
     )
     shutdown_grace_s: float = Field(
-        default=10.0, ge=0, description="On SIGTERM: how long in-flight requests may finish."
+        default=10.0,
+        ge=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "On SIGTERM: how long in-flight requests may finish, seconds (0: not at all); at "
+            f"most {MAX_INTERVAL_S} (1 hour)."
+        ),
     )
-    seed: int = Field(default=0, description="Seed of the random model weights.")
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_SEED,
+        description=f"Seed of the random model weights, 0 to {MAX_SEED:,}.",
+    )
     ready_timeout_s: float = Field(
-        default=120.0, gt=0, description="How long a replica may take to become Ready."
+        default=120.0,
+        gt=0,
+        le=MAX_DURATION_S,
+        description=(
+            f"How long a replica may take to become Ready, seconds; at most {MAX_DURATION_S} "
+            "(7 days)."
+        ),
     )
     extra_args: list[str] = Field(
         default_factory=list, description="Extra command-line arguments for each replica."
