@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from harness.config.base import MAX_DURATION_S, refuse_bool_for_number
 from harness.errors import ChaosError
 from harness.faults.active import ActiveFault
 from harness.faults.policy import PlatformKind
@@ -44,9 +45,19 @@ Hold = Literal["none", "timed", "open"]
 
 
 class FaultArgs(BaseModel):
-    """Base of every fault's arguments: strict, as experiments write them."""
+    """Base of every fault's arguments: strict, as experiments write them, and finite (no
+    ``.inf`` or NaN float: an infinite hold would outlive the run and its time-to-live; no
+    ``true`` or ``false`` for a number).
+    Every number of a fault's arguments has an upper bound too (the shared limits of
+    :mod:`harness.config.base`), stated in its description."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(str(info.field_name))
+        return value if field is None else refuse_bool_for_number(field.annotation, value)
 
 
 class FaultContext(Protocol):
@@ -138,12 +149,17 @@ class Fault(Generic[A]):
 
 
 def duration_field(default: float, zero: str) -> Any:
-    """The ``duration_s`` argument every held fault takes; ``zero`` says what 0 means."""
+    """The ``duration_s`` argument every held fault takes; ``zero`` says what 0 means (held
+    until reverted for an ``open`` fault, reverted at once for a ``timed`` one)."""
     return Field(
         default,
         ge=0,
+        le=MAX_DURATION_S,
         allow_inf_nan=False,
-        description=f"Seconds the fault lasts from its injection; {zero}.",
+        description=(
+            f"Seconds the fault lasts from its injection, at most {MAX_DURATION_S} (7 days); "
+            f"{zero}."
+        ),
     )
 
 
@@ -152,9 +168,11 @@ def ttl_field() -> Any:
     return Field(
         None,
         gt=0,
+        le=MAX_DURATION_S,
         allow_inf_nan=False,
         description=(
             "Seconds after which the fault is reverted even if the harness died or hangs "
-            "(default: duration_s + 60, or 600 when held until reverted)."
+            "(default: duration_s + 60, or 600 when held until reverted); at most "
+            f"{MAX_DURATION_S} (7 days)."
         ),
     )

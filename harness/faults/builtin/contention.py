@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.config.base import MAX_THREADS
 from harness.errors import FaultNoEffect
 from harness.faults import injectors
 from harness.faults.contract import (
@@ -33,7 +34,12 @@ class ContentionArgs(FaultArgs):
     node: str = Field(description="The node whose device gets a co-located loop.")
     duration_s: float = duration_field(30.0, "0 holds it until stop_contention or the end")
     workers: int | None = Field(
-        None, ge=1, description="Loops to run (default: 1 on CUDA, one per core of the node)."
+        None,
+        ge=1,
+        le=MAX_THREADS,
+        description=(
+            f"Loops to run, 1 to {MAX_THREADS} (default: 1 on CUDA, one per core of the node)."
+        ),
     )
     ttl_s: float | None = ttl_field()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.config.base import MAX_DURATION_S, MAX_MEMORY_MIB
 from harness.errors import ChaosError, FaultNoEffect, PlatformError
 from harness.faults.active import in_process
 from harness.faults.builtin._kube import pick_pod, read_reply, worker_command
@@ -40,12 +41,16 @@ class PodMemoryArgs(FaultArgs):
         None, description="The workload pod whose GPU fills (default: the first Ready by name)."
     )
     leave_free_mib: float = Field(
-        1024.0, ge=0, allow_inf_nan=False, description="Allocate until this much is free."
-    )
+        1024.0, ge=0, le=MAX_MEMORY_MIB, allow_inf_nan=False,
+        description=f"Allocate until this much is free, MiB; at most {MAX_MEMORY_MIB:,} (1 TiB).",
+    )  # fmt: skip
     duration_s: float = duration_field(30.0, "0 holds it until release_gpu_memory or the end")
     ttl_s: float | None = Field(
-        None, gt=0, allow_inf_nan=False,
-        description="The worker's own time-to-live in the pod (default: duration_s + 120).",
+        None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False,
+        description=(
+            "The worker's own time-to-live in the pod, seconds (default: duration_s + 120); "
+            f"at most {MAX_DURATION_S} (7 days)."
+        ),
     )  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.config.base import MAX_DURATION_S
 from harness.errors import ChaosError, FaultNoEffect
 from harness.faults.active import guard, in_process
 from harness.faults.builtin._kube import node_gone, pick_gpu_node, workload_pods_on
@@ -43,7 +44,12 @@ class DrainArgs(FaultArgs):
         None, description="The GPU node to drain (default: the one with most Ready pods)."
     )
     duration_s: float = duration_field(60.0, "0 uncordons it at once")
-    timeout_s: int = Field(120, ge=1, description="Seconds the drain may take (evictions).")
+    timeout_s: int = Field(
+        120,
+        ge=1,
+        le=MAX_DURATION_S,
+        description=f"Seconds the drain may take (evictions), 1 to {MAX_DURATION_S} (7 days).",
+    )
 
 
 @register

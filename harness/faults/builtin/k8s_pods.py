@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
+from harness.config.base import MAX_INTERVAL_S
 from harness.errors import FaultNoEffect
 from harness.faults.builtin._kube import pick_gpu_node, pick_pod, pod_gone
 from harness.faults.contract import Fault, FaultArgs, FaultContext, Injection
@@ -26,7 +27,15 @@ class TerminateArgs(FaultArgs):
     replica: str | None = Field(
         None, description="The workload pod to terminate (default: the first Ready by name)."
     )
-    grace_period_s: int = Field(0, ge=0, description="Termination grace period in seconds.")
+    grace_period_s: int = Field(
+        0,
+        ge=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "Termination grace period in seconds (0: killed at once), at most "
+            f"{MAX_INTERVAL_S} (1 hour)."
+        ),
+    )
 
 
 @register
@@ -86,8 +95,11 @@ class DevicePluginArgs(FaultArgs):
         None, description="The GPU node (default: the one with most Ready workload pods)."
     )
     wait_recreated_s: float = Field(
-        60.0, ge=0, allow_inf_nan=False,
-        description="Seconds to wait for the DaemonSet's new pod to be Ready (reported).",
+        60.0, ge=0, le=MAX_INTERVAL_S, allow_inf_nan=False,
+        description=(
+            "Seconds to wait for the DaemonSet's new pod to be Ready (reported; 0: no wait), "
+            f"at most {MAX_INTERVAL_S} (1 hour)."
+        ),
     )  # fmt: skip
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from pydantic import Field
 
+from harness.config.base import MAX_MEMORY_MIB, MAX_TOKENS, MAX_WORDS
 from harness.errors import FaultNoEffect
 from harness.faults import injectors
 from harness.faults.contract import (
@@ -47,21 +48,40 @@ OOM_METRICS = ("gpuchaos_oom_total", "gpuchaos_engine_errors_total")
 class MemoryArgs(FaultArgs):
     node: str = Field(description="The node whose GPU (CPU: whose replicas) runs out of memory.")
     leave_free_mib: float | None = Field(
-        None, ge=0, allow_inf_nan=False,
-        description="CUDA: allocate until this much is free (default 256 unless fraction).",
+        None, ge=0, le=MAX_MEMORY_MIB, allow_inf_nan=False,
+        description=(
+            "CUDA: allocate until this much is free, MiB (default 256 unless fraction); at "
+            f"most {MAX_MEMORY_MIB:,} (1 TiB)."
+        ),
     )  # fmt: skip
     fraction: float | None = Field(
-        None, gt=0, le=1, description="CUDA: take this fraction of the free memory instead."
+        None,
+        gt=0,
+        le=1,
+        description="CUDA: take this fraction of the free memory instead, above 0 up to 1.",
     )
     duration_s: float = duration_field(30.0, "0 holds it until release_gpu_memory or the end")
     ttl_s: float | None = ttl_field()
     replica: str | None = Field(None, description="CPU: limit only this replica of the node.")
     headroom_mib: float = Field(
-        0.0, ge=0, allow_inf_nan=False,
-        description="CPU: the lowered limit is the replica's size plus this.",
+        0.0, ge=0, le=MAX_MEMORY_MIB, allow_inf_nan=False,
+        description=(
+            "CPU: the lowered limit is the replica's size plus this, MiB; at most "
+            f"{MAX_MEMORY_MIB:,} (1 TiB)."
+        ),
     )  # fmt: skip
-    probe_words: int = Field(200, ge=1, description="CPU: words of the proving completion.")
-    probe_max_tokens: int = Field(64, ge=1, description="CPU: max_tokens of that completion.")
+    probe_words: int = Field(
+        200,
+        ge=1,
+        le=MAX_WORDS,
+        description=f"CPU: words of the proving completion, 1 to {MAX_WORDS:,}.",
+    )
+    probe_max_tokens: int = Field(
+        64,
+        ge=1,
+        le=MAX_TOKENS,
+        description=f"CPU: max_tokens of that completion, 1 to {MAX_TOKENS:,}.",
+    )
 
 
 def _oom_count(port: int | None) -> float:
