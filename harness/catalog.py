@@ -36,6 +36,12 @@ def _faults(document: dict[str, Any]) -> list[str]:
 def catalog(folder: Path) -> list[CatalogEntry]:
     """Every ``*.yaml`` experiment of ``folder``, validated, sorted by name."""
     entries = []
+    try:
+        is_dir = Path(folder).is_dir()
+    except OSError as exc:  # a name too long, a loop of links
+        raise ConfigError(str(folder)[:100], "", f"cannot read it: {exc.strerror}") from None
+    if not is_dir:
+        raise ConfigError(str(folder)[:100], "", "not a folder of experiments")
     for path in sorted(Path(folder).glob("*.yaml")):
         try:
             exp = load_experiment(path)

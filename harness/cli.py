@@ -23,7 +23,7 @@ from harness.cli_support import (
     _log_to_file,
     allow_module_option,
 )
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 
 log = logging.getLogger("harness.cli")
 
@@ -47,12 +47,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness import ci
     from harness.experiment import load_experiment, parse_vars
     from harness.rundir import RunDir, new_run_dir
     from harness.runner import execute
     from harness.scoring.table import scorecard_table
 
-    exp = load_experiment(args.experiment, parse_vars(args.var), args.allow_module)
+    try:
+        exp = load_experiment(args.experiment, parse_vars(args.var), args.allow_module)
+    except HarnessError as exc:
+        ci.report_error(exc, args.experiment)  # an annotation on GitHub Actions
+        raise
     if args.dry_run:
         from harness.planner import plan
 
@@ -63,15 +68,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     _log_to_file(RunDir(run_dir).harness_log)
     try:
         log.info("run %s: %s -> %s", exp.name, exp.title, run_dir)
-        result = execute(exp, run_dir, kube_context=args.kube_context)
+        panel = False if args.ci else None  # --ci: plain progress lines, no live panel
+        result = execute(exp, run_dir, kube_context=args.kube_context, live_panel=panel)
     finally:
         _install("run file", None)  # this run's harness.log is complete
     print(scorecard_table(result.scorecard))
     print(f"results: {run_dir}")
+    if args.pushgateway:
+        _push(args.pushgateway, result.scorecard, exp.name)
     if result.error is not None:
         log_path = RunDir(run_dir).harness_log
         print(f"gpuchaos: error: {result.error} (log: {log_path})", file=sys.stderr)
+    error = None if result.error is None else str(result.error)
+    ci.report_run(  # GitHub Actions: step summary and annotations
+        result.scorecard,
+        exp.title,
+        run_dir,
+        result.exit_code,
+        name=exp.name,
+        error=error,
+        experiment_file=args.experiment,
+    )
     return result.exit_code
+
+
+def _push(url: str, scorecard: dict[str, object], name: str) -> None:
+    """--pushgateway: the run's figures to a Pushgateway; a failed push is a warning, never
+    a different verdict or exit code."""
+    from harness.report.pushgateway import push_scorecard
+
+    try:
+        push_scorecard(url, dict(scorecard), name)
+    except HarnessError as exc:
+        log.warning("%s (the verdict stands)", exc)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -84,15 +113,28 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import run_compare
+    from harness.ci import run_compare  # harness.compare's, plus annotations on GitHub Actions
+    from harness.history.baseline import resolve_compare
+
+    args.baseline, args.run = resolve_compare(
+        args.baseline_pick, args.baseline, args.run, args.history
+    )
 
     return run_compare(args.baseline, args.run, args.max_regression)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.history import GAMEDAY_FILE
     from harness.report import write_reports
 
-    for path in write_reports(Path(args.run_dir)):
+    folder = Path(args.run_dir)
+    if (folder / GAMEDAY_FILE).is_file():  # a game-day folder: its combined reports
+        from harness.gameday.report import write_gameday_reports
+
+        for path in write_gameday_reports(folder):
+            print(path)
+        return 0
+    for path in write_reports(folder):
         print(path)
     return 0
 
@@ -102,10 +144,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     entries = catalog(Path(args.folder))
     if not entries:
-        print(f"no experiments (*.yaml) in {args.folder}")
-        return 2
+        raise ConfigError(args.folder, "", "no experiments (*.yaml) in this folder")
     print(catalog_table(entries))
-    return 2 if any(e.problem for e in entries) else 0
+    bad = sum(1 for e in entries if e.problem)
+    if bad:
+        print(
+            f"gpuchaos: error: {args.folder}: {bad} invalid experiment(s), see the table",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -121,7 +169,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
 #: CI gate's doctor) keeps its command line beside its code, and this file stays the one
 #: place that configures logging and turns errors into exit codes. Such a module imports
 #: its heavy parts inside its command function, so ``gpuchaos --help`` stays quick.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "harness.gameday.command",
+    "harness.doctor",
+    "harness.history.command",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=VALUE",
         help="override a configuration value of the experiment (repeatable)",
     )
+    run.add_argument(
+        "--ci",
+        action="store_true",
+        help="plain, log-friendly output (no live panel, no colour) even on a terminal",
+    )
+    run.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's figures to this Prometheus Pushgateway at the end "
+        "(job gpuchaos, plan none); a failed push is a warning",
+    )
     allow_module_option(run)
     run.set_defaults(func=cmd_run)
 
@@ -181,8 +244,25 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser(
         "compare", help="compare a run with a baseline run; exit 1 on a regression"
     )
-    comp.add_argument("baseline", help="baseline run folder (or its scorecard.json)")
-    comp.add_argument("run", help="run folder to check (or its scorecard.json)")
+    comp.add_argument(
+        "baseline",
+        nargs="?",
+        help="baseline run folder (or its scorecard.json); left out with --baseline last-pass",
+    )
+    comp.add_argument("run", nargs="?", help="run folder to check (or its scorecard.json)")
+    comp.add_argument(
+        "--baseline",
+        dest="baseline_pick",
+        choices=["last-pass"],
+        help="last-pass: the baseline is the last passing run of RUN's experiment in the "
+        "history (same experiment file preferred); give only RUN",
+    )
+    comp.add_argument(
+        "--history",
+        action="append",
+        metavar="FOLDER",
+        help="with --baseline: where to look (default: the folder RUN lives in; repeatable)",
+    )
     comp.add_argument(
         "--max-regression",
         action="append",
@@ -194,7 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=cmd_compare)
 
     report = sub.add_parser(
-        "report", help="write report.html, junit.xml and summary.md of a run folder"
+        "report",
+        help="write report.html, junit.xml and summary.md of a run folder (or gameday.html, "
+        "junit.xml and summary.md of a game-day folder)",
     )
     report.add_argument("run_dir")
     report.set_defaults(func=cmd_report)
@@ -241,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("gpuchaos: error: interrupted", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the file system said no (a path too long, a full disk)
+        name = str(exc.filename)[:100] + ": " if exc.filename else ""
+        print(f"gpuchaos: error: {name}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the last resort: a bug, still one line and exit 2
         log.debug("unexpected error", exc_info=True)
