@@ -21,17 +21,18 @@ from harness.errors import ConfigError
 MAX_PROBLEM = 150
 
 
-def field_path(loc: tuple[Any, ...], data: Any) -> str:
+def field_path(loc: tuple[Any, ...], data: Any, missing: bool = False) -> str:
     """The error's location as the user wrote it: tagged unions (platform, load shape, ...)
     put their tag in pydantic's path (``platform.local.nodes``), which the file lacks;
-    list indexes are written ``[i]``."""
+    list indexes are written ``[i]``. A name not in the data is a tag, unless it is the
+    last one of a ``missing`` error (the field the file lacks)."""
     out = ""
     for n, item in enumerate(loc):
         if isinstance(item, str) and item.startswith("function-"):
             continue
-        last = n == len(loc) - 1
-        if isinstance(item, str) and isinstance(data, dict) and item not in data and not last:
-            continue  # the tag of a discriminated union: the next item is in ``data``
+        keep = missing and n == len(loc) - 1
+        if isinstance(item, str) and not keep and not (isinstance(data, dict) and item in data):
+            continue  # the tag of a discriminated union (or of a model-level check)
         if isinstance(item, int):
             out += f"[{item}]"
         else:
@@ -76,7 +77,7 @@ def format_validation_error(
     """The first error of ``exc`` as one ConfigError naming ``path`` and the field."""
     errors = exc.errors()
     err = errors[0]
-    loc = field_path(tuple(err["loc"]), data)
+    loc = field_path(tuple(err["loc"]), data, missing=err["type"] == "missing")
     if prefix and loc:
         field = f"{prefix}{'' if loc.startswith('[') else '.'}{loc}"
     else:

@@ -217,7 +217,7 @@ def test_node_loss_reschedules_where_there_is_room(ctx: RunContext, state_dir: P
     platform = ctx.platform
     mark = len(ctx.timeline.events)
 
-    actions.lose_node("node-a", down_for_s=0.0)  # kill, then back at once
+    actions.lose_node("node-a", down_for_s=0.05)  # kill, then back at once
 
     def starts() -> list[dict[str, Any]]:
         return [e for e in events(ctx, mark, "replica_start") if e["target"] == "node-a-0"]

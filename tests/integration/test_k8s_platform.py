@@ -199,7 +199,7 @@ def test_node_faults_refuse_nodes_without_the_gpu_labels(
     platform, timeline = deployed
     before = len(cluster.requests())
     with activate(_ctx(platform, timeline, tmp_path)), pytest.raises(PlatformError, match="cpu-a"):
-        k8s_actions.drain_gpu_node(node="cpu-a", down_for_s=0)
+        k8s_actions.drain_gpu_node(node="cpu-a", down_for_s=0.1)
     assert not [r for r in cluster.requests()[before:] if r[0] == "PATCH" and "nodes" in r[1]]
 
 
@@ -209,7 +209,7 @@ def test_drain_of_a_node_without_replicas_has_no_effect(
     platform, timeline = deployed
     cluster.put("v1/nodes", None, gpu_node("gpu-idle"))
     with activate(_ctx(platform, timeline, tmp_path)), pytest.raises(FaultNoEffect):
-        k8s_actions.drain_gpu_node(node="gpu-idle", down_for_s=0)
+        k8s_actions.drain_gpu_node(node="gpu-idle", down_for_s=0.1)
     assert not platform.core().read_node("gpu-idle").spec.unschedulable
 
 

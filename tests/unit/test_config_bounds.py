@@ -535,11 +535,12 @@ def test_an_out_of_range_fault_argument_is_refused_naming_it(
     [
         (".inf", "finite number"),
         ("1e999", "finite number"),
-        ("-20", "greater than or equal"),
+        ("-20", "greater than 0"),
+        ("0", "greater than 0"),  # a timed fault "reverted at once" is no fault
         ("true", "not true or false"),
     ],
 )
-def test_a_held_fault_duration_must_be_finite_and_not_negative(
+def test_a_held_fault_duration_must_be_finite_and_positive(
     tmp_path: Path, text: str, problem: str
 ) -> None:
     fault = registry.get("local", "lose_node")

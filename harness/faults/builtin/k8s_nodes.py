@@ -43,7 +43,7 @@ class DrainArgs(FaultArgs):
     node: str | None = Field(
         None, description="The GPU node to drain (default: the one with most Ready pods)."
     )
-    duration_s: float = duration_field(60.0, "0 uncordons it at once")
+    duration_s: float = duration_field(60.0)
     timeout_s: int = Field(
         120,
         ge=1,
@@ -125,7 +125,7 @@ class DeleteArgs(FaultArgs):
     node: str | None = Field(
         None, description="The GPU node to delete (default: the one with most Ready pods)."
     )
-    duration_s: float = duration_field(60.0, "0 recreates it at once")
+    duration_s: float = duration_field(60.0)
     recreate: bool = Field(
         True,
         description="Create the node again after duration_s; false: leave it to the cluster "

@@ -23,7 +23,7 @@ from harness.faults.registry import register
 
 class LoseNodeArgs(FaultArgs):
     node: str = Field(description="The node to lose (a name from platform.nodes).")
-    duration_s: float = duration_field(30.0, "0 brings the node back at once")
+    duration_s: float = duration_field(30.0)
 
 
 @register
