@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -166,3 +167,47 @@ def test_safety_refuses_other_namespaces_and_non_gpu_nodes() -> None:
     with pytest.raises(PlatformError, match="refusing to act on node 'cpu-a'"):
         safety.node("cpu-a", {"kubernetes.io/hostname": "cpu-a"})
     assert len(safety.refused) == 2
+
+
+GAMEDAY_CRONJOB = (
+    Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "gameday-cronjob.yaml"
+)
+
+
+def test_gameday_cronjob_manifests_are_valid(tmp_path: Path) -> None:
+    """deploy/kubernetes/gameday-cronjob.yaml: every object valid against the schema, the
+    CronJob running ``gpuchaos gameday`` on the plan its ConfigMap mounts, and that plan a
+    valid game-day plan."""
+    from harness.gameday.plan import read_plan
+
+    docs = [d for d in yaml.safe_load_all(GAMEDAY_CRONJOB.read_text()) if d]
+    kinds = [d["kind"] for d in docs]
+    assert kinds == [
+        "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+        "ConfigMap", "PersistentVolumeClaim", "CronJob",
+    ]  # fmt: skip
+    for obj in docs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        assert obj["metadata"].get("namespace", "gpuchaos") == "gpuchaos"
+    by_kind = {d["kind"]: d for d in docs}
+    cron = by_kind["CronJob"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == by_kind["ServiceAccount"]["metadata"]["name"]
+    (container,) = pod["containers"]
+    assert container["image"].startswith("ghcr.io/gpuchaos/load:")
+    command = container["command"] + container["args"]
+    assert command[:3] == ["gpuchaos", "gameday", "/plans/weekly.yaml"]
+    assert command[command.index("--pushgateway") + 1].startswith("http://")
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["plans"] == "/plans"
+    assert volumes["plans"]["configMap"]["name"] == by_kind["ConfigMap"]["metadata"]["name"]
+    claim = volumes["results"]["persistentVolumeClaim"]["claimName"]
+    assert claim == by_kind["PersistentVolumeClaim"]["metadata"]["name"]
+    assert mounts["results"] == container["workingDir"] + "/results"
+    plan_file = tmp_path / "weekly.yaml"
+    plan_file.write_text(by_kind["ConfigMap"]["data"]["weekly.yaml"])
+    plan, _ = read_plan(plan_file)
+    assert plan.platform is not None and plan.platform.kind == "kubernetes"
+    assert [e.experiment for e in plan.experiments] == ["k8s-gpu-node-drain"]
