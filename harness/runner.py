@@ -78,8 +78,15 @@ def _sleep_while_loading(load: LoadRunner, seconds: float) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = None) -> RunResult:
-    """Run ``experiment`` with its results in ``run_dir``; returns the scorecard and exit code."""
+def execute(
+    experiment: Experiment,
+    run_dir: Path,
+    kube_context: str | None = None,
+    live_panel: bool | None = None,
+) -> RunResult:
+    """Run ``experiment`` with its results in ``run_dir``; returns the scorecard and exit code.
+    ``live_panel``: False forces plain progress lines (``--ci``); None lets
+    :class:`LiveProgress` decide (a terminal, not CI)."""
     from chaoslib.experiment import run_experiment
 
     spec = experiment.spec
@@ -97,6 +104,7 @@ def execute(experiment: Experiment, run_dir: Path, kube_context: str | None = No
         platform=platform,
         telemetry=telemetry,
         duration_s=load_duration(spec.load.shape),
+        interactive=live_panel,
     )
     timeline.subscribe(progress.on_event)
     guard = StopGuard(
