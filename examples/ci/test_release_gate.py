@@ -60,7 +60,7 @@ def test_service_survives_gpu_node_loss(gpuchaos: GpuChaos) -> None:
     assert rec.time_to_recover_s <= MAX_TIME_TO_RECOVER_S, (
         f"time to recover {rec.time_to_recover_s} s > {MAX_TIME_TO_RECOVER_S} s ({card.run_dir})"
     )
-    p99 = card.slo("p99_latency_ms")
+    p99 = card.slo("p99_latency_ms")  # after recovery: the experiment's window for it
     assert p99.measured is not None and p99.measured <= MAX_P99_MS, p99.describe()
 
     # with --gpuchaos-out, the last passing run is the baseline: nothing may get 50% worse

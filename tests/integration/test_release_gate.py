@@ -90,7 +90,8 @@ def test_gate_fails_readably_when_an_slo_is_tightened(team_repo: Path, gate_out:
     p99 = next(s for s in card["slos"] if s["name"] == "p99_latency_ms")
     assert p99["objective"] == 1.0 and p99["passed"] is False
     # the assertion names the SLO, the measured value against the objective, the folder
-    line = f"p99_latency_ms: measured {p99['measured']:g} ms, objective <= 1 ms (run)"
+    assert p99["window"] == "steady"  # the experiment's window for p99: after recovery
+    line = f"p99_latency_ms: measured {p99['measured']:g} ms, objective <= 1 ms (steady)"
     assert line in run.output, run.output
     assert f"run folder: {run.run_dir}" in run.output
     assert re.search(r"node-loss-gate: \d+ SLO\(s\) missed", run.output)
