@@ -123,7 +123,7 @@ new_out() { # a new, empty run folder path
 }
 
 cmd_run() {
-    local args=() line code kind out before after dir
+    local args=() line code kind out
     if [ -z "${GPUCHAOS_EXPERIMENT:-}" ] || [ ! -f "$GPUCHAOS_EXPERIMENT" ]; then
         notice error "no experiment file '${GPUCHAOS_EXPERIMENT:-}' (input experiment)"
         GPUCHAOS_EXIT_CODE=2
@@ -134,21 +134,10 @@ cmd_run() {
     if is_plan; then
         kind=gameday
         [ -n "${GPUCHAOS_VARS//[[:space:]]/}" ] && notice warning "vars are ignored for a game-day plan (the plan sets each experiment's overrides)"
-        before=$(ls -1 results/gamedays 2>/dev/null)
+        mkdir -p "$(dirname "$out")"
         # without GITHUB_STEP_SUMMARY: this script appends the summary (once) below
-        env -u GITHUB_STEP_SUMMARY "$GPUCHAOS_BIN" gameday "$GPUCHAOS_EXPERIMENT"
+        env -u GITHUB_STEP_SUMMARY "$GPUCHAOS_BIN" gameday "$GPUCHAOS_EXPERIMENT" --out "$out"
         code=$?
-        # the game-day folder is results/gamedays/<UTC time>-<plan>: the new one
-        after=""
-        for dir in results/gamedays/*/; do # names begin with the UTC time: the last is newest
-            dir=${dir%/}
-            dir=${dir##*/}
-            [ -d "results/gamedays/$dir" ] && ! grep -qxF "$dir" <<<"$before" && after=$dir
-        done
-        if [ -n "$after" ]; then
-            mkdir -p "$(dirname "$out")"
-            mv "results/gamedays/$after" "$out"
-        fi
     else
         kind=run
         while IFS= read -r line; do

@@ -36,7 +36,7 @@ if args[0] == "run":
     (out / "scorecard.json").write_text(json.dumps({{"verdict": verdict, "run": {{}}}}))
     (out / "junit.xml").write_text("<testsuite/>")
 elif args[0] == "gameday":
-    out = pathlib.Path("results/gamedays/20260101T000000Z-" + pathlib.Path(args[1]).stem)
+    out = pathlib.Path(args[args.index("--out") + 1])
     out.mkdir(parents=True)
     (out / "summary.md").write_text(f"## fake game day (exit {{code}})\\n")
 elif args[0] == "compare":
@@ -197,12 +197,15 @@ def test_a_plan_under_gamedays_runs_gpuchaos_gameday(gate: Gate) -> None:
         FAKE_RUN_EXIT="1",
     )
     assert run.returncode == 0, run.stderr
-    assert [c["args"] for c in gate.calls()] == [["gameday", "experiments/gamedays/weekly.yaml"]]
     out = gate.outputs()
+    assert [c["args"] for c in gate.calls()] == [
+        ["gameday", "experiments/gamedays/weekly.yaml", "--out", out["run-dir"]]
+    ]
     assert (out["kind"], out["exit-code"]) == ("gameday", "1")
-    # the game-day folder moved to the run folder the artifact uploads
+    # the game-day folder is the folder the artifact uploads, its summary the step summary
     assert (gate.ws / out["run-dir"] / "summary.md").read_text() == "## fake game day (exit 1)\n"
-    assert not any((gate.ws / "results" / "gamedays").iterdir())
+    assert gate.summary.read_text() == "## fake game day (exit 1)\n"
+    assert gate.calls()[0]["summary_env"] is False
     assert "vars are ignored for a game-day plan" in run.stdout
     # plan: false runs a file from that folder as an experiment
     gate("run", GPUCHAOS_EXPERIMENT="experiments/gamedays/weekly.yaml", GPUCHAOS_PLAN="false")
