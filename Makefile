@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-gpu test-k8s lint format clean bench \
-	bench-workload bench-load
+	bench-workload bench-load bench-gameday
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,9 @@ bench-workload: $(STAMP) ## Reference servers: req/s, tokens/s, latency over bat
 
 bench-load: $(STAMP) ## Recording Locust users vs a plain FastHttpUser side by side on a trivial endpoint (goal >= 0.9)
 	$(BIN)/python benchmarks/bench_load.py $(ARGS)
+
+bench-gameday: $(STAMP) ## A game day's reset between experiments vs redeploying the workload, on CPU (goal < 1/4)
+	$(BIN)/python benchmarks/bench_gameday_reset.py $(ARGS)
 
 lint: $(STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .

@@ -3,6 +3,11 @@
 Everything started is stopped in ``finally`` blocks, on success, on error, on Ctrl-C and on
 SIGTERM (which is turned into the same interrupt). A run that is cut short still leaves a
 scorable folder: records are flushed as they come, and the scorecard is written anyway.
+
+The deployment is separable from the run (:func:`bring_up`, :func:`execute` with
+``platform=``, :func:`tear_down`) so a game day (:mod:`harness.gameday`) deploys once and
+hands the same platform to each experiment: attached to that run's timeline and folder for
+the run, left running at its end with every fault reverted.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from harness.telemetry import TelemetrySampler
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
+    from harness.config import HarnessSpec
     from harness.platforms.base import Platform as AnyPlatform
 
 log = logging.getLogger(__name__)
@@ -56,6 +62,8 @@ class RunResult:
     scorecard: dict[str, Any]
     exit_code: int
     error: HarnessError | None = None
+    #: stopped by Ctrl-C or SIGTERM (not by an abort guard): a game day stops there too
+    interrupted: bool = False
 
 
 def _journal_failure(journal: dict[str, Any]) -> str | None:
@@ -78,15 +86,36 @@ def _sleep_while_loading(load: LoadRunner, seconds: float) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
+def bring_up(
+    spec: HarnessSpec, timeline: Timeline, run_dir: Path, kube_context: str | None = None
+) -> AnyPlatform:
+    """Make and start the platform ``spec`` names (every replica Ready); its events go to
+    ``timeline`` and its logs under ``run_dir`` until ``attach`` moves them. A platform that
+    cannot start stops itself, so nothing is left running."""
+    platform: AnyPlatform = make_platform(spec, timeline, run_dir, kube_context)
+    platform.start()
+    return platform
+
+
+def tear_down(platform: AnyPlatform) -> None:
+    """Stop a platform from :func:`bring_up`; a second Ctrl-C must not skip it."""
+    _stop_all([("platform", platform.stop)])
+
+
 def execute(
     experiment: Experiment,
     run_dir: Path,
     kube_context: str | None = None,
     live_panel: bool | None = None,
+    platform: AnyPlatform | None = None,
 ) -> RunResult:
     """Run ``experiment`` with its results in ``run_dir``; returns the scorecard and exit code.
     ``live_panel``: False forces plain progress lines (``--ci``); None lets
-    :class:`LiveProgress` decide (a terminal, not CI)."""
+    :class:`LiveProgress` decide (a terminal, not CI).
+
+    ``platform``: a deployment that runs already (a game day's, from :func:`bring_up`); the
+    run attaches it to its own timeline and folder and leaves it running at the end, with
+    every fault reverted. Without it the run deploys the experiment's own and stops it."""
     from chaoslib.experiment import run_experiment
 
     spec = experiment.spec
@@ -94,8 +123,18 @@ def execute(
         yaml.safe_dump(experiment.document, sort_keys=False), encoding="utf-8"
     )
     timeline = Timeline(run_dir / TIMELINE_FILE)
-    timeline.emit("run_start", experiment.name, {"harness_version": __version__})
-    platform = make_platform(spec, timeline, run_dir, kube_context)
+    owned = platform is None
+    start: dict[str, Any] = {"harness_version": __version__}
+    if platform is not None:  # which replicas (and pids) the run found running
+        start["shared_platform"] = True
+        start["replicas"] = {r.id: r.pid for r in platform.replicas()}
+    timeline.emit("run_start", experiment.name, start)
+    if platform is None:
+        platform = make_platform(spec, timeline, run_dir, kube_context)
+    else:
+        platform.attach(timeline, run_dir)
+    assert platform is not None
+    shared: AnyPlatform = platform
     telemetry = TelemetrySampler(platform, run_dir / TELEMETRY_FILE, spec.telemetry_interval_s)
     load: LoadRunner | None = None
     progress = LiveProgress(
@@ -110,16 +149,20 @@ def execute(
     guard = StopGuard(
         spec.stop_conditions,
         run_dir,
-        lambda: sum(1 for r in platform.replicas() if r.state == "ready"),
+        lambda: sum(1 for r in shared.replicas() if r.state == "ready"),
         spec.load.request_timeout_s * 1000.0,
     )
     error: HarnessError | None = None
+    interrupted = False
     old_term = interrupt_on_sigterm()
     old_int = interrupt_on_sigint()
     try:
         progress.start()
-        log.info("starting the workload (%s)", type(platform).__name__)
-        platform.start()
+        if owned:
+            log.info("starting the workload (%s)", type(platform).__name__)
+            platform.start()
+        else:
+            log.info("the workload runs already (%s): shared", type(platform).__name__)
         telemetry.start()
         load = make_load_runner(spec.load, platform.endpoint, run_dir, timeline, platform=platform)
         telemetry.watch_load(load.load_pids)  # is the load generator the bottleneck?
@@ -150,6 +193,7 @@ def execute(
         if guard.reason is not None:
             error = RunAborted(f"{guard.reason}; method stopped, faults reverted")
         else:
+            interrupted = True
             error = RunAborted(
                 f"run interrupted ({exc or 'Ctrl-C'}); faults reverted, partial results"
             )
@@ -160,7 +204,7 @@ def execute(
     finally:
         guard.stop()
         _revert_faults()
-        _teardown(load, telemetry, platform)
+        _teardown(load, telemetry, platform if owned else None)
         progress.stop()
         timeline.emit("run_end", experiment.name)
         timeline.close()
@@ -174,7 +218,7 @@ def execute(
         log.warning("%s", warning)
     _write_reports(run_dir, scorecard)
     exit_code = 2 if error is not None else int(scorecard["exit_code"])
-    return RunResult(run_dir, scorecard, exit_code, error)
+    return RunResult(run_dir, scorecard, exit_code, error, interrupted)
 
 
 def _write_reports(run_dir: Path, scorecard: dict[str, Any]) -> None:
@@ -197,14 +241,20 @@ def _revert_faults() -> None:
             log.warning("interrupted while reverting faults; reverting again")
 
 
-def _teardown(load: LoadRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform) -> None:
-    """Stop load, telemetry and platform; a second Ctrl-C must not skip any of them."""
-    stops: list[tuple[str, Callable[[], object]]] = [
-        ("telemetry", telemetry.stop),
-        ("platform", platform.stop),
-    ]
+def _teardown(
+    load: LoadRunner | None, telemetry: TelemetrySampler, platform: AnyPlatform | None
+) -> None:
+    """Stop load, telemetry and (when the run owns it) the platform."""
+    stops: list[tuple[str, Callable[[], object]]] = [("telemetry", telemetry.stop)]
     if load is not None:
         stops.insert(0, ("load", load.stop))
+    if platform is not None:
+        stops.append(("platform", platform.stop))
+    _stop_all(stops)
+
+
+def _stop_all(stops: list[tuple[str, Callable[[], object]]]) -> None:
+    """Call each stop in turn; a second Ctrl-C must not skip any of them."""
     for what, stop in stops:
         for _ in range(3):
             try:

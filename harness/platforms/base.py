@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from harness.timeline import Timeline
 
 ReplicaState = Literal["starting", "ready", "unready", "exited", "backoff", "down"]
 
@@ -41,6 +45,13 @@ class Platform(Protocol):
 
     def stop(self) -> None:
         """Tear everything down; idempotent; never leaves a process behind."""
+        ...
+
+    def attach(self, timeline: Timeline, run_dir: Path) -> None:
+        """Report to ``timeline`` and keep what the platform writes per run (logs of replicas
+        started from now on, cluster events) under ``run_dir``. Why: a game day deploys once
+        and runs several experiments on the deployment; each run has its own timeline and
+        folder, and the platform's events must land in the run they happen in."""
         ...
 
     def nodes(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 
 import httpx
 
@@ -71,6 +72,10 @@ class ExternalEndpoint:
 
     def stop(self) -> None:
         """Nothing to tear down."""
+
+    def attach(self, timeline: Timeline, run_dir: Path) -> None:
+        """Report to another run's timeline (a game day); nothing is kept per run."""
+        self.timeline = timeline
 
     def nodes(self) -> list[str]:
         return []

@@ -180,6 +180,23 @@ class KubernetesPlatform:
                 log.error("could not uncordon node %s: %s", node, exc)
         delete_created(self.api, self.created)
 
+    def attach(self, timeline: Timeline, run_dir: Path) -> None:
+        """Report to ``timeline`` and keep cluster events and node records under ``run_dir``
+        from now on (a game day hands the deployment from run to run)."""
+        self.timeline = timeline
+        self.run_dir = run_dir
+        if self._watcher is not None:
+            self._watcher.attach(timeline, run_dir)
+
+    def restore(self) -> list[str]:
+        """Uncordon every node this deployment cordoned (a game day's reset, after every
+        fault was reverted); returns what it did. Waiting for Ready is the caller's."""
+        done = []
+        for node in sorted(self.cordoned):
+            self.uncordon(node)
+            done.append(f"node {node} uncordoned")
+        return done
+
     def nodes(self) -> list[str]:
         if self._watcher is not None:
             return self._watcher.node_names()

@@ -137,6 +137,16 @@ class ClusterWatcher:
                 self._events_fh.close()
                 self._events_fh = None
 
+    def attach(self, timeline: Timeline, run_dir: Path) -> None:
+        """Emit to ``timeline`` and write cluster events to ``run_dir`` from now on (a game
+        day's next run)."""
+        with self._lock:
+            self.timeline = timeline
+            self._events_path = RunDir(run_dir).k8s_events
+            if self._events_fh is not None:
+                self._events_fh.close()
+                self._events_fh = open(self._events_path, "a", encoding="utf-8")  # noqa: SIM115
+
     def poll_now(self) -> None:
         """One poll, now (used by actions that want a fresh snapshot)."""
         self._poll(emit=True)

@@ -120,6 +120,13 @@ class Autoscaler:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5.0)
 
+    def reset(self) -> None:
+        """Forget the cooldown and the last readings (a game day's reset: the next
+        experiment's autoscaler starts as a fresh one would)."""
+        self._last_action = -math.inf
+        self._last_reported = None
+        self._ttft_prev.clear()
+
     def _run(self) -> None:
         while not self._stop.wait(self.spec.polling_interval_s):
             try:

@@ -29,7 +29,7 @@ from harness.platforms.local.process import (
 from harness.platforms.local.replica import Replica
 from harness.platforms.local.router import Router
 from harness.platforms.local.supervisor import Supervisor
-from harness.rundir import replica_log_name
+from harness.rundir import RunDir, replica_log_name
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,15 @@ class LocalPlatform:
                 replicas.append(
                     Replica(f"{node.name}-{i}", node.name, self._node_devices[node.name])
                 )
+        #: the replicas as deployed, {id: node}: what a game day's reset puts back
+        self._declared = {r.id: r.node for r in replicas}
         live = spec.liveness
-        self._router = Router(HOST, spec.outlier_ejection, timeline.emit)
+        # the router reports through self.timeline, whichever run it belongs to now
+        self._router = Router(
+            HOST,
+            spec.outlier_ejection,
+            lambda kind, rid, details: self.timeline.emit(kind, rid, details),
+        )
         self._supervisor = Supervisor(
             replicas,
             self._node_names,
@@ -132,6 +139,41 @@ class LocalPlatform:
             t.join(timeout=STOP_GRACE_S + 6.0)
         self._router.stop()
         log.info("local platform stopped")
+
+    def attach(self, timeline: Timeline, run_dir: Path) -> None:
+        """Report to ``timeline`` and log replicas started from now on under ``run_dir``'s
+        logs (a game day hands the deployment from run to run). A replica that keeps running
+        keeps writing to the log it started with."""
+        self.timeline = timeline
+        self.log_dir = RunDir(run_dir).logs
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._supervisor.attach(timeline)
+        if self._autoscaler is not None:
+            self._autoscaler.timeline = timeline
+
+    def restore(self) -> list[str]:
+        """Put the deployment back as it was deployed (a game day's reset, after every
+        fault was reverted): every node up, the replicas the autoscaler added removed and
+        those it removed back, its cooldown forgotten, the router's ejections cleared.
+        Returns what it did, one phrase each; waiting for Ready is the caller's."""
+        done: list[str] = []
+        for node in self._node_names:
+            if not self.node_is_up(node):
+                self.node_up(node)
+                done.append(f"node {node} up")
+        with self._supervisor.lock:
+            extra = [rid for rid in self._supervisor.replicas if rid not in self._declared]
+        for rid in extra:
+            self.remove_replica(rid)
+            done.append(f"removed {rid}")
+        for rid in self._supervisor.restore_replicas(self._declared):
+            done.append(f"restored {rid}")
+        if self._autoscaler is not None:
+            self._autoscaler.reset()
+        ejected = self._router.clear_ejections()
+        if ejected:
+            done.append(f"cleared {ejected} ejection(s)")
+        return done
 
     def nodes(self) -> list[str]:
         return list(self._node_names)

@@ -191,6 +191,21 @@ class _RouterCore:
         except Exception:
             log.exception("router: reporting %s failed", kind)
 
+    def clear_ejections(self) -> int:
+        """Every ejected replica back in the rotation now, every failure streak and ejection
+        count forgotten (a game day's reset: the next experiment starts from a clean
+        router); returns how many were out. A pending return timer then finds nothing out."""
+        out = 0
+        for backend in self.backends.values():
+            if backend.out or backend.ejected_until > time.monotonic():
+                out += 1
+            backend.failures = 0
+            backend.ejections = 0
+            backend.ejected_until = 0.0
+            if backend.out:
+                self._back(backend)
+        return out
+
     def close_all(self) -> None:
         for backend in self.backends.values():
             backend.close_idle()
@@ -372,6 +387,26 @@ class Router:
         ordered = sorted(backends.items())
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._core.set_backends, ordered)
+
+    def clear_ejections(self, timeout: float = 5.0) -> int:
+        """Put every ejected replica back in the rotation (see ``_RouterCore``); thread-safe,
+        waits for the router's loop to do it; returns how many were out."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return 0
+        done = threading.Event()
+        result: list[int] = []
+
+        def clear() -> None:
+            try:
+                result.append(self._core.clear_ejections())
+            finally:
+                done.set()
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(clear)
+            done.wait(timeout)
+        return result[0] if result else 0
 
     def stop(self) -> None:
         """Close the listener and every connection; idempotent."""

@@ -111,6 +111,28 @@ class Supervisor:
     def wake(self) -> None:
         self._wake.set()
 
+    def attach(self, timeline: Timeline) -> None:
+        """Emit to ``timeline`` from now on (a game day's next run)."""
+        self._timeline = timeline
+
+    def restore_replicas(self, declared: Mapping[str, str]) -> list[str]:
+        """Schedule the declared replicas ({replica id: node}) that are gone (an autoscaler
+        scaled them down), as a game day's reset does; returns their ids."""
+        added: list[str] = []
+        with self.lock:
+            if self._stopping:
+                return added
+            now = time.monotonic()
+            for rid, node in declared.items():
+                if rid not in self.replicas:
+                    r = Replica(rid, node, self.devices.get(node, "cpu"))
+                    self._schedule(r, now)
+                    self.replicas[rid] = r
+                    added.append(rid)
+        if added:
+            self._wake.set()
+        return added
+
     # -- node and replica control (called from the caller's thread) ----------------------
 
     def take_node_down(
