@@ -177,6 +177,7 @@ class Scorecard:
         """AssertionError listing every missed SLO (measured against its objective) and the
         run folder; also when the run is not a pass for another reason (incomplete, the
         steady-state hypothesis did not hold)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not this one
         problems = [s.describe() for s in self.missed]
         if self.verdict != "pass" and not problems:
             problems.append(f"verdict {self.verdict}" + (f": {self.note}" if self.note else ""))
