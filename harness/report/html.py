@@ -20,16 +20,10 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__
-from harness.report.data import (
-    RunData,
-    instrument_windows,
-    per_second_figures,
-    telemetry_series,
-)
-from harness.report.svg import Chart, Series, Window, render
+from harness.report.charts import build_charts
+from harness.report.data import RunData
+from harness.report.svg import render
 from harness.rundir import RunDir
-from harness.scoring import fault_windows
-from harness.scoring.instrument import CPU_SATURATED_PERCENT, LOCUST_SOURCE
 
 #: After layout, counts the plots the browser actually drew (a box with a size and at least
 #: one drawn line) into ``<body data-plots-rendered>``: what the headless-browser test reads.
@@ -89,10 +83,6 @@ def _num(value: Any, unit: str = "", digits: int = 1) -> str:
     else:
         text = f"{value:,}" if isinstance(value, int) else str(value)
     return f"{text} {unit}".strip()
-
-
-def _cols(df: pd.DataFrame, col: str, scale: float = 1.0) -> list[float]:
-    return [float(v) * scale for v in df[col].tolist()]
 
 
 def _scorecard_html(card: dict[str, Any]) -> str:
@@ -203,144 +193,6 @@ def _instrument_pairs(inst: Any) -> list[tuple[str, str]]:
     ]
 
 
-def _plots(data: RunData) -> list[Chart]:
-    sec = per_second_figures(data)
-    x = [float(s) + 0.5 for s in sec["second"].tolist()]
-    x_max = max(data.duration_s, float(len(sec)))
-    faults = fault_windows(data.timeline, t0=data.t0, open_until=data.load_end, labels=True)
-    windows = [Window(s, e, label) for s, e, label in sorted(faults)]
-    windows += [
-        Window(s, e, "load generator saturated", kind="instrument")
-        for s, e in instrument_windows(data.scorecard)
-    ]
-    slos = data.slos
-    charts: list[Chart] = []
-
-    def add(chart_id: str, title: str, y_label: str, series: list[Series], **kw: Any) -> None:
-        charts.append(Chart(chart_id, title, y_label, series, x_max, windows, **kw))
-
-    lat_refs = [
-        (f"{name} objective", float(v))
-        for name, v in (
-            ("p50", getattr(slos, "p50_latency_ms", None)),
-            ("p99", getattr(slos, "p99_latency_ms", None)),
-        )
-        if v is not None
-    ]
-    add(
-        "latency",
-        "Latency percentiles",
-        "ms (log)",
-        [
-            Series("p50", x, _cols(sec, "p50_ms")),
-            Series("p95", x, _cols(sec, "p95_ms")),
-            Series("p99", x, _cols(sec, "p99_ms")),
-        ],
-        refs=lat_refs,
-        log_y=True,
-    )
-    ttft_obj = getattr(slos, "ttft_p95_ms", None)
-    add(
-        "ttft",
-        "Time to first token",
-        "ms (log)",
-        [Series("p50", x, _cols(sec, "ttft_p50_ms")), Series("p95", x, _cols(sec, "ttft_p95_ms"))],
-        refs=[("p95 objective", float(ttft_obj))] if ttft_obj is not None else [],
-        log_y=True,
-    )
-    err_obj = getattr(slos, "error_rate", None)
-    add(
-        "errors",
-        "Error rate",
-        "failed / completed",
-        [Series("error rate", x, _cols(sec, "error_rate"), color="#cf222e")],
-        refs=[("objective", float(err_obj))] if err_obj is not None else [],
-        percent=True,
-    )
-    tput_obj = getattr(slos, "throughput_rps", None)
-    add(
-        "throughput",
-        "Throughput and goodput",
-        "requests / s",
-        [
-            Series("throughput (successes)", x, _cols(sec, "throughput_rps")),
-            Series("goodput (within objectives)", x, _cols(sec, "goodput_rps")),
-            Series("completed", x, _cols(sec, "requests"), dashed=True, color="#8c959f"),
-        ],
-        refs=[("throughput objective", float(tput_obj))] if tput_obj is not None else [],
-    )
-    tel = data.telemetry
-    sources = sorted(set(tel["source"].dropna().tolist())) if not tel.empty else []
-    metrics_of: dict[str, set[str]] = {}
-    for s, m in zip(tel["source"].tolist(), tel["metric"].tolist(), strict=False):
-        metrics_of.setdefault(str(s), set()).add(str(m))
-
-    def series_of(
-        metric: str, pick: list[str], scale: float = 1.0, step: bool = False
-    ) -> list[Series]:
-        out = []
-        for src in pick:
-            xs, ys = telemetry_series(data, src, metric)
-            if xs:
-                out.append(Series(src, xs, [v * scale for v in ys], step=step))
-        return out
-
-    replicas = sorted(s for s in sources if "rss_mib" in metrics_of.get(s, set()))
-    nodes = sorted(
-        s
-        for s in sources
-        if "replicas_ready" in metrics_of.get(s, set()) and s not in ("platform",)
-    )
-    ready = series_of("replicas_ready", nodes, step=True)
-    total_x, total_y = telemetry_series(data, "platform", "replicas_ready")
-    if total_x:
-        ready.append(Series("total", total_x, total_y, step=True, dashed=True, color="#000000"))
-    add("replicas", "Replicas Ready", "replicas", ready)
-    gpus = sorted(s for s in sources if s.startswith("gpu") and "utilization_pct" in metrics_of[s])
-    if gpus:
-        add(
-            "gpu_util",
-            "GPU utilization",
-            "%",
-            series_of("utilization_pct", gpus),
-            y_max=100.0,
-        )
-        mem = series_of("memory_used_mib", gpus, scale=1 / 1024)
-        for g in gpus:
-            owners = sorted(s for s in sources if f"{g}_memory_mib" in metrics_of.get(s, set()))
-            for o in owners:
-                xs, ys = telemetry_series(data, o, f"{g}_memory_mib")
-                mem.append(Series(f"{o} on {g}", xs, [v / 1024 for v in ys], dashed=True))
-        totals = [telemetry_series(data, g, "memory_total_mib")[1] for g in gpus]
-        cap = max((max(t) for t in totals if t), default=None)
-        add(
-            "gpu_memory",
-            "GPU memory used",
-            "GiB",
-            mem,
-            refs=[("GPU memory", cap / 1024)] if cap else [],
-        )
-    else:
-        cpu = series_of("cpu_pct", ["system", *replicas])
-        add("cpu", "CPU (no GPU: psutil)", "% of one core (system: of all)", cpu)
-        add("rss", "Replica memory (RSS)", "MiB", series_of("rss_mib", replicas))
-    queue = series_of("queue_waiting", replicas)
-    for s in series_of("running", replicas):
-        s.name += " running"
-        s.dashed = True
-        queue.append(s)
-    add("queue", "Queue depth (waiting; dashed: running)", "requests", queue)
-    kv = series_of("kv_cache_usage", replicas)
-    if kv:
-        add("kv_cache", "KV-cache usage", "share of slots", kv, y_max=1.0, percent=True)
-    locusts = sorted(s for s in sources if LOCUST_SOURCE.match(s))
-    if locusts:
-        limit = [("saturated above", CPU_SATURATED_PERCENT)]
-        cpu = series_of("cpu_percent", locusts)
-        add("locust_cpu", "Load generator CPU (Locust)", "% of one core", cpu, refs=limit)
-    return charts
-
-
 def _offset(t: Any, t0: float) -> str:
     return f"{float(t) - t0:+.1f}" if isinstance(t, int | float) else "?"
 
@@ -377,7 +229,7 @@ def render_report(data: RunData) -> str:
     verdict = str(card.get("verdict", "unknown"))
     abort = card.get("abort_reason")
     note = card.get("note")
-    charts = _plots(data)
+    charts = build_charts(data)
     nvml = not data.telemetry.empty and data.telemetry["source"].str.startswith("gpu").any()
     started = pd.Timestamp(data.t0, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
     head = (
