@@ -24,12 +24,12 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "harness.chaos", "harness.load", "harness.report", "harness.scoring",
         "harness.telemetry", "harness.progress", "harness.compare", "harness.cleanup",
-        "harness.scorecard_model",
+        "harness.scorecard_model", "harness.live",
     ),
     ("harness.history", "harness.ci"),
     ("harness.experiment",),
     ("harness.runner", "harness.planner", "harness.catalog", "harness.doctor"),
-    ("harness.gameday", "harness.drill", "harness.live"),
+    ("harness.gameday", "harness.drill"),
     ("harness.cli", "harness.__main__", "harness.pytest_plugin"),
 ]  # fmt: skip
 
