@@ -18,16 +18,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from harness.errors import HarnessError
 from harness.live.page import render_page
-from harness.live.state import LOG_MAX_LINES, replica_log, tail_lines, viewed_lines
-
-if TYPE_CHECKING:
-    from harness.live.server import LiveServer
+from harness.live.state import LOG_MAX_LINES, View, replica_log, tail_lines, viewed_lines
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,28 @@ CSP = (
 )
 
 
+class Backend(Protocol):
+    """What the handler asks of :class:`harness.live.server.LiveServer`."""
+
+    run_dir: Path
+    title: str
+    allow_remote: bool
+
+    def token_role(self, token: str | None) -> str | None: ...
+    def action(self, path: str, facilitator: bool) -> Callable[[dict[str, Any]], Any] | None: ...
+    def panels(self, facilitator: bool) -> list[tuple[str, str]]: ...
+    def view(self, facilitator: bool) -> View: ...
+    def state_json(self, facilitator: bool) -> bytes: ...
+    def known_replicas(self) -> set[str]: ...
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "gpuchaos-live"
     sys_version = ""
     protocol_version = "HTTP/1.1"
 
     @property
-    def live(self) -> LiveServer:
+    def live(self) -> Backend:
         return self.server.live  # type: ignore[attr-defined]
 
     def log_message(self, format: str, *args: Any) -> None:
