@@ -74,7 +74,8 @@ def server_parser(
 
 
 def add_admission_args(parser: argparse.ArgumentParser) -> None:
-    """Queue limit, request timeout and the drain's grace period."""
+    """Queue limit, request timeout, the drain's grace period and the read time-outs (against
+    slow-loris clients)."""
     parser.add_argument(
         "--max-queue-size", type=non_negative, default=256, help="waiting requests; beyond: 429"
     )
@@ -86,6 +87,18 @@ def add_admission_args(parser: argparse.ArgumentParser) -> None:
         type=non_negative_float,
         default=10.0,
         help="on SIGTERM, how long in-flight requests may finish",
+    )
+    parser.add_argument(
+        "--header-timeout-s",
+        type=positive_float,
+        default=10.0,
+        help="a request's headers must arrive within this, from their first byte; else 408",
+    )
+    parser.add_argument(
+        "--body-timeout-s",
+        type=positive_float,
+        default=30.0,
+        help="a request's body must arrive within this, from the end of its headers; else 408",
     )
 
 

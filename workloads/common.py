@@ -1,11 +1,15 @@
 """What both reference servers share (torch-free at import): the replica header, admission
 control answers, the draining uvicorn server, the replica's life (load, serve, drain, exit),
-and the engines' device start-up, queue refusal and out-of-memory handling.
+and the engines' device start-up, queue refusal and out-of-memory handling. How requests are
+refused (nesting, slow clients, disconnects) is in workloads/guards.py; `Replica.serve` puts
+those guards around every server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import json
 import logging
 import math
 import threading
@@ -23,6 +27,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from workloads.guards import DisconnectGuard, ReadLimits, read_timeout_h11_protocol
 from workloads.metrics import STARTUP_STAGES, ReplicaMetrics
 
 if TYPE_CHECKING:
@@ -115,15 +120,16 @@ def release_memory(device_type: str) -> None:
         torch.cuda.empty_cache()
 
 
+def openai_error(status: int, message: str, kind: str) -> dict[str, Any]:
+    """An OpenAI-style error document."""
+    return {"error": {"message": message, "type": kind, "param": None, "code": status}}
+
+
 def error_json(
     status: int, message: str, kind: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """An OpenAI-style error body."""
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": None, "code": status}},
-        status_code=status,
-        headers=headers,
-    )
+    """An OpenAI-style error answer."""
+    return JSONResponse(openai_error(status, message, kind), status_code=status, headers=headers)
 
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
@@ -171,6 +177,10 @@ class ReplicaSettings(Protocol):
     def shutdown_grace_s(self) -> float: ...
     @property
     def threads(self) -> int: ...
+    @property
+    def header_timeout_s(self) -> float: ...
+    @property
+    def body_timeout_s(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -296,14 +306,30 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
 
         return app
 
+    def error_body(self, status: int, message: str) -> bytes:
+        """The JSON body of an error the HTTP protocol answers itself (a 408): the server's
+        error format, OpenAI's unless a server says otherwise."""
+        return json.dumps(openai_error(status, message, "timeout")).encode()
+
+    def http_protocol(self) -> type[asyncio.Protocol]:
+        """uvicorn's h11 protocol with the header and body read time-outs of the settings."""
+        s = self.settings
+        return read_timeout_h11_protocol(
+            ReadLimits(s.header_timeout_s, s.body_timeout_s),
+            self.error_body,
+            [(REPLICA_HEADER, s.replica_id)],
+        )
+
     def serve(self, app: ASGIApp, what: str, **uvicorn_options: Any) -> int:
         """Serve `app` until SIGTERM/SIGINT; 0 on a clean stop, 1 if the model failed to load.
 
         `what` names the model in the first log line; `uvicorn_options` go to uvicorn.Config.
+        A client that disconnects is one log line (DisconnectGuard); requests whose headers or
+        body arrive too slowly get 408 (`http_protocol`).
         """
         s = self.settings
         config = uvicorn.Config(
-            app,
+            DisconnectGuard(app),
             host=s.host,
             port=s.port,
             log_level="warning",
@@ -311,6 +337,7 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=max(1, round(s.shutdown_grace_s)),
+            http=self.http_protocol(),
             **uvicorn_options,
         )
 

@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         max_queue_size=args.max_queue_size,
         request_timeout_s=args.request_timeout_s,
         shutdown_grace_s=args.shutdown_grace_s,
+        header_timeout_s=args.header_timeout_s,
+        body_timeout_s=args.body_timeout_s,
         seed=args.seed,
         threads=args.threads,
     )

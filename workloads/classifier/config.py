@@ -53,3 +53,5 @@ class ClassifierSettings:
     shutdown_grace_s: float
     seed: int
     threads: int
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0

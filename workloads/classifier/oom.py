@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 import h11
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from workloads.common import is_oom
+from workloads.guards import ANSWERED_BY_PROTOCOL, ReadTimeoutH11Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,12 @@ class OomGuard:
 
 
 def oom_safe_h11_protocol(
-    on_oom: Callable[[], None], headers: list[tuple[str, str]] | None = None
+    on_oom: Callable[[], None],
+    headers: list[tuple[str, str]] | None = None,
+    base: type[ReadTimeoutH11Protocol] = ReadTimeoutH11Protocol,
 ) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol that answers 503 when reading a request runs out of memory.
+    """uvicorn's h11 protocol (``base``: with its read time-outs) that answers 503 when
+    reading a request runs out of memory.
 
     ``on_oom`` is called once per such request; ``headers`` are added to that answer (the
     app's own middleware never sees it, so the replica header has to come this way).
@@ -107,7 +110,7 @@ def oom_safe_h11_protocol(
     ]
     answer = b"\r\n".join(head) + b"\r\n\r\n" + body
 
-    class OomSafeH11Protocol(H11Protocol):
+    class OomSafeH11Protocol(base):  # type: ignore[valid-type,misc]
         _discarding = False
 
         def data_received(self, data: bytes) -> None:
@@ -122,8 +125,11 @@ def oom_safe_h11_protocol(
 
         def _answer_out_of_memory(self) -> None:
             self._discarding = True
+            self.stop_read_clocks()  # this request is answered; DISCARD_GRACE_S bounds the rest
             cycle = self.cycle
             in_progress = cycle is not None and not cycle.response_complete
+            if in_progress and cycle is not None:
+                cycle.scope[ANSWERED_BY_PROTOCOL] = "out of memory"
             # what h11 and the request buffered goes; the parser's state is not trusted again
             self.conn = h11.Connection(h11.SERVER)
             if cycle is not None:

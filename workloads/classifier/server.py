@@ -6,6 +6,11 @@ Endpoints: ``GET /v2`` (server metadata), ``GET /v2/health/live``, ``GET /v2/hea
 Inputs come as JSON ``data`` or as binary tensor data (the protocol's binary extension, which
 tritonclient uses by default); outputs are always JSON. Errors are ``{"error": "..."}``.
 
+Malformed requests are a 400 before any tensor is built: JSON that does not parse or nests
+deeper than ``guards.MAX_JSON_DEPTH`` levels, a wrong input name, datatype or shape, and more
+images than ``--max-batch-size`` (the classifier's input limit, as the context is the LLM's).
+Slow clients (408) and disconnects (one log line) are handled around the app (guards.py).
+
 The port is bound before the model loads (``/v2/health/live`` answers at once, readiness is 503
 until warm); the first SIGTERM drains: readiness and new requests get 503, requests in flight
 finish within the grace period, then the process exits.
@@ -23,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from workloads.classifier.config import CLASSIFIER_CONFIGS, ClassifierSettings
@@ -37,6 +41,7 @@ from workloads.common import (
     release_memory,
     retry_after_header,
 )
+from workloads.guards import BadJson, ReadTimeoutH11Protocol, load_json
 
 if TYPE_CHECKING:
     from workloads.classifier.engine import BatchingEngine
@@ -72,6 +77,17 @@ class ClassifierReplica(Replica[ClassifierSettings, ClassifierMetrics, "Batching
         self.metrics.failed_requests.inc()
         release_memory("cuda" if self.settings.device.startswith("cuda") else "cpu")
 
+    def error_body(self, status: int, message: str) -> bytes:
+        return json.dumps({"error": message}).encode()
+
+    def http_protocol(self) -> type[asyncio.Protocol]:
+        """h11 with the read time-outs, whose reading of a request also survives running out
+        of memory (a 503)."""
+        base = super().http_protocol()
+        assert issubclass(base, ReadTimeoutH11Protocol)
+        headers = [(REPLICA_HEADER, self.settings.replica_id)]
+        return oom_safe_h11_protocol(self.out_of_memory, headers, base)
+
     def engine_builder(self) -> Callable[[], BatchingEngine]:
         from workloads.classifier.engine import BatchingEngine
 
@@ -88,15 +104,16 @@ class ClassifierReplica(Replica[ClassifierSettings, ClassifierMetrics, "Batching
 
 
 def parse_infer_request(
-    body: bytes, header_length: int | None, image_shape: list[int]
+    body: bytes, header_length: int | None, image_shape: list[int], max_images: int
 ) -> tuple[np.ndarray, Any]:
     """The images [n, *image_shape] (float32) of a v2 inference request and its ``id`` (None
-    when it has none); BadRequest if wrong. The JSON part is parsed once."""
+    when it has none); BadRequest if wrong, or if it holds more than ``max_images``. The JSON
+    part is parsed once."""
     json_part = body if header_length is None else body[:header_length]
     try:
-        doc = json.loads(json_part)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"invalid JSON: {exc}") from None
+        doc = load_json(json_part)
+    except BadJson as exc:
+        raise BadRequest(str(exc)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise BadRequest("expected an object with an 'inputs' list")
     inputs = doc["inputs"]
@@ -119,6 +136,8 @@ def parse_infer_request(
         raise BadRequest(
             f"input shape must be [N, {', '.join(map(str, image_shape))}], got {shape}"
         )
+    if shape[0] > max_images:
+        raise BadRequest(f"a request holds 1 to {max_images} images, got {shape[0]}")
     dtype = NUMPY_TYPES[datatype]
     params = tensor.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
@@ -198,14 +217,12 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
         if engine is None or not engine.ready:
             return _error(503, "the model is not ready")
         header = request.headers.get(HEADER_LENGTH)
-        try:
-            body = await request.body()
-        except ClientDisconnect:
-            # gone, or answered already (503) by the protocol after reading ran out of memory
-            return _error(400, "the client disconnected")
+        # a client gone mid-body (or a body the protocol answered: out of memory, too slow)
+        # is ClientDisconnect here, one log line in DisconnectGuard
+        body = await request.body()
         try:
             images, request_id = parse_infer_request(
-                body, int(header) if header else None, image_shape
+                body, int(header) if header else None, image_shape, settings.max_batch_size
             )
         except (BadRequest, ValueError) as exc:
             return _error(400, str(exc))
@@ -255,9 +272,4 @@ def serve(settings: ClassifierSettings, started: float | None = None) -> int:
     replica = ClassifierReplica(
         settings, metrics, time.perf_counter() if started is None else started
     )
-    return replica.serve(
-        build_asgi_app(replica),
-        f"classifier {settings.model}",
-        # h11, always: its reading of a request survives running out of memory (a 503)
-        http=oom_safe_h11_protocol(replica.out_of_memory, [(REPLICA_HEADER, settings.replica_id)]),
-    )
+    return replica.serve(build_asgi_app(replica), f"classifier {settings.model}")

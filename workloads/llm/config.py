@@ -70,6 +70,8 @@ class ServerSettings:
     max_queue_size: int = 256
     request_timeout_s: float = 60.0
     shutdown_grace_s: float = 10.0
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
     kv_cache: str = "preallocate"
     gpu_memory_utilization: float | None = None
     cuda_graphs: bool = True

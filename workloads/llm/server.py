@@ -3,6 +3,16 @@
 The server binds its port before the model loads: a loader thread imports torch, builds and
 warms up the model and then becomes the engine thread, while /health/live already answers and
 /health/ready says 503 until the engine is warm. The event loop never runs the model.
+
+Malformed requests are refused as vLLM refuses them, with a 400 and a short OpenAI-style error:
+a body that is not JSON or nests deeper than ``guards.MAX_JSON_DEPTH`` levels; a prompt that
+does not fit the context. The prompt is never cut: its tokens plus ``max_tokens`` must fit the
+model's context (``max_model_len``, ``n_ctx``), else the answer states both, as vLLM's does
+("This model's maximum context length is 256 tokens. However, you requested 300 tokens (290
+in the prompt, 10 in the completion)..."). Without ``max_tokens`` a completion gets up to
+``DEFAULT_MAX_TOKENS``, fewer when the context has less room left (vLLM gives it the room
+left); a prompt that fills the context has no room for one token and is refused. Slow
+clients and disconnects are handled around the app (workloads/guards.py).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationError, field_validator
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
 from workloads import common
@@ -28,6 +39,7 @@ from workloads.common import (
     error_json,
     retry_after_header,
 )
+from workloads.guards import BadJson, load_json, on_disconnect
 from workloads.llm.config import ServerSettings
 from workloads.llm.events import ErrorEvent, GenerationEvent, GenerationRequest, TokenEvent
 from workloads.llm.metrics import Metrics
@@ -65,6 +77,9 @@ class CompletionRequest(BaseModel):
         return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
 
+#: What the queue of a request gets when its client disconnects (nginx's 499 status).
+GONE = ErrorEvent("the client disconnected", 499)
+
 ERROR_KINDS = {429: "rate_limit_exceeded", 503: "service_unavailable", 504: "timeout"}
 
 
@@ -87,6 +102,19 @@ def _validation_message(exc: ValidationError) -> str:
         where = ".".join(str(p) for p in err["loc"]) or "body"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
+
+
+def context_problem(prompt_tokens: int, max_tokens: int, n_ctx: int) -> str | None:
+    """Why a prompt of `prompt_tokens` and a completion of up to `max_tokens` do not fit a
+    context of `n_ctx` tokens (vLLM's wording), or None when they do."""
+    total = prompt_tokens + max_tokens
+    if total <= n_ctx:
+        return None
+    return (
+        f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+        f"{total} tokens ({prompt_tokens} in the prompt, {max_tokens} in the completion). "
+        "Please reduce the length of the prompt or completion."
+    )
 
 
 def _sse(payload: dict[str, Any] | str) -> bytes:
@@ -162,27 +190,35 @@ def create_app(replica: Replica) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return _bad_request(f"invalid JSON body: {exc}")
+            body = load_json(await request.body())
+        except BadJson as exc:
+            return _bad_request(str(exc))
         if not isinstance(body, dict):
             return _bad_request("the body must be a JSON object")
         try:
             req = CompletionRequest.model_validate(body)
         except ValidationError as exc:
             return _bad_request(_validation_message(exc))
-        max_tokens = DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
+        try:
+            prompt_ids = replica.tokenizer.prompt_ids(req.prompt_text())
+        except UnicodeEncodeError as exc:
+            return _bad_request(f"prompt: not valid Unicode ({exc.reason})")
+        max_tokens = req.max_tokens
+        if max_tokens is None:  # the room the context has left, up to the default
+            max_tokens = max(1, min(DEFAULT_MAX_TOKENS, config.n_ctx - len(prompt_ids)))
         if not 1 <= max_tokens <= settings.max_tokens_limit:
             return _bad_request(
                 f"max_tokens must be between 1 and {settings.max_tokens_limit}, got {max_tokens}"
             )
+        problem = context_problem(len(prompt_ids), max_tokens, config.n_ctx)
+        if problem is not None:
+            return _bad_request(problem)
         if replica.draining:
             replica.metrics.rejected("draining")
             return _unavailable("the server is shutting down")
         engine = replica.engine
         if engine is None or not engine.ready:
             return _unavailable("the model is not ready")
-        prompt_ids = replica.tokenizer.encode_prompt(req.prompt_text(), config.n_ctx)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[GenerationEvent] = asyncio.Queue()
 
@@ -198,11 +234,19 @@ def create_app(replica: Replica) -> FastAPI:
             return error_json(429, str(exc), ERROR_KINDS[429], headers)
         except RuntimeError as exc:
             return _unavailable(str(exc))
+
+        def client_gone() -> None:
+            generation.cancel()
+            queue.put_nowait(GONE)
+
+        on_disconnect(request.scope, client_gone)
         try:
             first = await queue.get()
         except asyncio.CancelledError:
             generation.cancel()
             raise
+        if first is GONE:
+            raise ClientDisconnect
         if isinstance(first, ErrorEvent):
             return _failed(first.status, first.message)
         completion_id = f"cmpl-{uuid.uuid4().hex}"
@@ -231,6 +275,8 @@ def create_app(replica: Replica) -> FastAPI:
         event: GenerationEvent = first
         try:
             while True:
+                if event is GONE:
+                    raise ClientDisconnect
                 if isinstance(event, ErrorEvent):
                     return _failed(event.status, event.message)
                 tokens.append(event.token_id)
@@ -264,6 +310,8 @@ async def _stream(
     count = 0
     try:
         while True:
+            if event is GONE:
+                return  # nobody reads the rest (DisconnectGuard logs it)
             if isinstance(event, ErrorEvent):
                 error = {"message": event.message, "type": ERROR_KINDS.get(event.status, "error")}
                 yield _sse({"error": {**error, "param": None, "code": event.status}})
@@ -276,6 +324,9 @@ async def _stream(
                 "finish_reason": event.finish_reason,
             }
             yield _sse({**base, "choices": [choice]})
+            # let the loop see a closed connection between chunks: a burst of writes to a
+            # gone client is a warning per write (asyncio), and the disconnect stops the stream
+            await asyncio.sleep(0)
             if event.finish_reason is not None:
                 if include_usage:
                     yield _sse({**base, "choices": [], "usage": usage(count)})

@@ -36,12 +36,14 @@ class Tokenizer:
         """Inverse of `encode` (ids below 256); invalid UTF-8 is replaced, not raised."""
         return bytes(ids).decode("utf-8", errors="replace")
 
+    def prompt_ids(self, text: str) -> list[int]:
+        """Token ids for a prompt, never empty (the server refuses one longer than the
+        context rather than cutting it)."""
+        return self.encode(text) or [self.bos_id]
+
     def encode_prompt(self, text: str, max_len: int) -> list[int]:
         """Token ids for a prompt: truncated from the left to `max_len`, never empty."""
-        ids = self.encode(text)
-        if not ids:
-            return [self.bos_id]
-        return ids[-max_len:]
+        return self.prompt_ids(text)[-max_len:]
 
     def piece(self, token_id: int) -> str:
         """The printable text of one generated token."""
