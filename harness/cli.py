@@ -14,7 +14,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from harness import __version__
 from harness.cli_support import (
@@ -24,6 +24,9 @@ from harness.cli_support import (
     allow_module_option,
 )
 from harness.errors import ConfigError, HarnessError
+
+if TYPE_CHECKING:
+    from harness.live import LiveServer
 
 log = logging.getLogger("harness.cli")
 
@@ -64,14 +67,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in plan(exp, args.kube_context):
             print(f"dry run: {line}")
         return 0
+    address = _serve_address(args)
     run_dir = new_run_dir(exp.name, args.out)
+    live = _live_server(address, args.serve_remote, run_dir, exp.title)
     _log_to_file(RunDir(run_dir).harness_log)
     try:
         log.info("run %s: %s -> %s", exp.name, exp.title, run_dir)
         panel = False if args.ci else None  # --ci: plain progress lines, no live panel
-        result = execute(exp, run_dir, kube_context=args.kube_context, live_panel=panel)
+        result = execute(exp, run_dir, kube_context=args.kube_context, live_panel=panel, live=live)
     finally:
         _install("run file", None)  # this run's harness.log is complete
+        if live is not None:  # the runner stopped it; this closes a socket never served
+            live.stop()
     print(scorecard_table(result.scorecard))
     print(f"results: {run_dir}")
     if args.pushgateway:
@@ -90,6 +97,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         experiment_file=args.experiment,
     )
     return result.exit_code
+
+
+def _serve_address(args: argparse.Namespace) -> tuple[str, int] | None:
+    """--serve [HOST:]PORT as (host, port), checked before anything is created: a bad
+    address, or one off loopback without --serve-remote, is exit 2 (warned about with it)."""
+    if args.serve is None:
+        if args.serve_remote:
+            raise ConfigError("--serve-remote", "", "only with --serve HOST:PORT")
+        return None
+    from harness.live import LiveServer, is_loopback, parse_bind
+
+    host, port = parse_bind(args.serve)
+    if not is_loopback(host):
+        LiveServer.check_host(host, args.serve_remote)
+        log.warning(
+            "the live page will listen on %s, reachable from other machines: anyone who "
+            "gets its URL (with the token) can see the run and act on it",
+            args.serve,
+        )
+    return host, port
+
+
+def _live_server(
+    address: tuple[str, int] | None, remote: bool, run_dir: Path, title: str
+) -> LiveServer | None:
+    """The live page's server, bound now: a port in use is exit 2 before anything is
+    deployed, and the run folder just made is removed again."""
+    if address is None:
+        return None
+    from harness.live import LiveServer
+
+    try:
+        return LiveServer(run_dir, title, address[0], address[1], allow_remote=remote)
+    except HarnessError:
+        for empty in (run_dir / "logs", run_dir):
+            if empty.is_dir() and not any(empty.iterdir()):
+                empty.rmdir()
+        raise
 
 
 def _push(url: str, scorecard: dict[str, object], name: str) -> None:
@@ -173,6 +218,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.gameday.command",
     "harness.doctor",
     "harness.history.command",
+    "harness.drill.command",
 )
 
 
@@ -224,6 +270,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="push the run's figures to this Prometheus Pushgateway at the end "
         "(job gpuchaos, plan none); a failed push is a warning",
+    )
+    run.add_argument(
+        "--serve",
+        nargs="?",
+        const="127.0.0.1:0",
+        metavar="[HOST:]PORT",
+        help="serve a live page of the run (default 127.0.0.1 and a free port; the URL, "
+        "with its token, is printed once the workload is up)",
+    )
+    run.add_argument(
+        "--serve-remote",
+        action="store_true",
+        help="allow --serve to bind an address other than loopback (prints a warning)",
     )
     allow_module_option(run)
     run.set_defaults(func=cmd_run)

@@ -29,6 +29,7 @@ from harness.chaos.guards import StopGuard
 from harness.errors import ChaosError, HarnessError, LoadError, RunAborted
 from harness.experiment import Experiment
 from harness.faults.lifecycle import revert_everything
+from harness.live import LiveServer
 from harness.load.factory import LoadRunner, make_load_runner
 from harness.load.shapes import duration as load_duration
 from harness.platforms import make_platform
@@ -108,6 +109,7 @@ def execute(
     kube_context: str | None = None,
     live_panel: bool | None = None,
     platform: AnyPlatform | None = None,
+    live: LiveServer | None = None,
 ) -> RunResult:
     """Run ``experiment`` with its results in ``run_dir``; returns the scorecard and exit code.
     ``live_panel``: False forces plain progress lines (``--ci``); None lets
@@ -115,7 +117,11 @@ def execute(
 
     ``platform``: a deployment that runs already (a game day's, from :func:`bring_up`); the
     run attaches it to its own timeline and folder and leaves it running at the end, with
-    every fault reverted. Without it the run deploys the experiment's own and stops it."""
+    every fault reverted. Without it the run deploys the experiment's own and stops it.
+
+    ``live``: the live page (``--serve``); it is shown the platform once that is up. The
+    run starts it then (printing its URL) and stops it at the end, unless it was started
+    already (a drill's own server, which outlives the run)."""
     from chaoslib.experiment import run_experiment
 
     spec = experiment.spec
@@ -154,6 +160,7 @@ def execute(
     )
     error: HarnessError | None = None
     interrupted = False
+    live_owned = False
     old_term = interrupt_on_sigterm()
     old_int = interrupt_on_sigint()
     try:
@@ -163,6 +170,8 @@ def execute(
             platform.start()
         else:
             log.info("the workload runs already (%s): shared", type(platform).__name__)
+        if live is not None:
+            live_owned = _serve(live, platform)
         telemetry.start()
         load = make_load_runner(spec.load, platform.endpoint, run_dir, timeline, platform=platform)
         telemetry.watch_load(load.load_pids)  # is the load generator the bottleneck?
@@ -205,6 +214,8 @@ def execute(
         guard.stop()
         _revert_faults()
         _teardown(load, telemetry, platform if owned else None)
+        if live_owned and live is not None:
+            _stop_all([("live page", live.stop)])
         progress.stop()
         timeline.emit("run_end", experiment.name)
         timeline.close()
@@ -219,6 +230,18 @@ def execute(
     _write_reports(run_dir, scorecard)
     exit_code = 2 if error is not None else int(scorecard["exit_code"])
     return RunResult(run_dir, scorecard, exit_code, error, interrupted)
+
+
+def _serve(live: LiveServer, platform: AnyPlatform) -> bool:
+    """Show ``live`` the platform; start it and print its URL unless it runs already.
+    Returns whether this run started it (and so stops it)."""
+    live.set_source(platform)
+    if live.running:
+        return False
+    live.start()
+    print(f"live page: {live.url}", flush=True)
+    log.info("live page: %s", live.url)
+    return True
 
 
 def _write_reports(run_dir: Path, scorecard: dict[str, Any]) -> None:

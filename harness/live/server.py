@@ -101,13 +101,7 @@ class LiveServer:
         source: ReplicaSource | None = None,
     ) -> None:
         host = host.strip("[]") or "127.0.0.1"
-        if not is_loopback(host) and not allow_remote:
-            raise ConfigError(
-                "--serve",
-                host,
-                "not a loopback address: the live page binds 127.0.0.1 unless "
-                "--serve-remote allows another address",
-            )
+        self.check_host(host, allow_remote)
         self.run_dir = Path(run_dir)
         self.title = title
         self.allow_remote = allow_remote
@@ -133,6 +127,17 @@ class LiveServer:
         self._httpd.live = self
         self.host = host
         self.port = int(self._httpd.server_address[1])
+
+    @staticmethod
+    def check_host(host: str, allow_remote: bool) -> None:
+        """Refuse (:class:`ConfigError`) a non-loopback ``host`` without ``allow_remote``."""
+        if not is_loopback(host) and not allow_remote:
+            raise ConfigError(
+                "--serve",
+                host,
+                "not a loopback address: the live page binds 127.0.0.1 unless "
+                "--serve-remote allows another address",
+            )
 
     # --- what the page shows and does -------------------------------------------------
 
