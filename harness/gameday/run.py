@@ -21,9 +21,10 @@ from harness.faults.lifecycle import revert_everything
 from harness.gameday.prepare import Entry, LoadedPlan
 from harness.gameday.record import GAMEDAY_TIMELINE, GamedayRecord
 from harness.gameday.reset import reset_platform
+from harness.platforms import make_platform
 from harness.procs import interrupt_on_sigint, interrupt_on_sigterm
 from harness.rundir import RunDir
-from harness.runner import RunResult, bring_up, execute, tear_down
+from harness.runner import RunResult, execute, tear_down
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,9 @@ class GamedayRun:
         self.timeline.emit("phase", "gameday", {"phase": "deploy"})
         started = time.monotonic()
         try:
-            self.platform = bring_up(spec, self.timeline, self.folder, self.kube_context)
+            # made first, then started: an interrupt during the start still finds it to stop
+            self.platform = make_platform(spec, self.timeline, self.folder, self.kube_context)
+            self.platform.start()
         except HarnessError as exc:
             self.stopped = f"the shared platform could not be deployed: {exc}"
             log.error("%s", self.stopped)
@@ -171,6 +174,12 @@ class GamedayRun:
                 kube_context=self.kube_context,
                 platform=self.platform if entry.shared else None,
             )
+        except HarnessError as exc:  # the run could not even begin (its own platform's kind)
+            log.error("%s could not run: %s", entry.name, exc)
+            self.record.update(n, status="error", reason=str(exc)[:300], exit_code=2)
+            if self.loaded.plan.on_failure == "stop":
+                self.stopped = f"on_failure: stop, after {run_dir.name} (error)"
+            return
         finally:
             self.run_log(None)
             if entry.shared and self.platform is not None:
