@@ -45,6 +45,24 @@ class WorkloadSpec(StrictModel):
         ),
     )
     max_batch_size: int = Field(default=16, ge=1, le=1024, description="Batch limit, 1 to 1024.")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "Seconds a request's headers may take to arrive (slow-loris guard: 408 and the "
+            f"connection closed), at most {MAX_INTERVAL_S}."
+        ),
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=MAX_INTERVAL_S,
+        description=(
+            "Seconds a request's body may take to arrive after its headers (408 and the "
+            f"connection closed past it), at most {MAX_INTERVAL_S}."
+        ),
+    )
     max_queue_size: int = Field(
         default=256,
         ge=0,
@@ -150,6 +168,8 @@ class WorkloadSpec(StrictModel):
             "--request-timeout-s", str(self.request_timeout_s),
             "--shutdown-grace-s", str(self.shutdown_grace_s),
             "--seed", str(self.seed),
+            "--header-timeout-s", str(self.header_timeout_s),
+            "--body-timeout-s", str(self.body_timeout_s),
         ]  # fmt: skip
         if self.kind == "llm":
             args += ["--max-tokens-limit", str(self.max_tokens), "--kv-cache", self.kv_cache]
