@@ -195,7 +195,7 @@ def test_gameday_cronjob_manifests_are_valid(tmp_path: Path) -> None:
     pod = cron["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == by_kind["ServiceAccount"]["metadata"]["name"]
     (container,) = pod["containers"]
-    assert container["image"].startswith("ghcr.io/gpuchaos/load:")
+    assert container["image"].startswith("ghcr.io/gpuchaos/harness:")
     command = container["command"] + container["args"]
     assert command[:3] == ["gpuchaos", "gameday", "/plans/weekly.yaml"]
     assert command[command.index("--pushgateway") + 1].startswith("http://")
