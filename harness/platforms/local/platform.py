@@ -30,7 +30,7 @@ from harness.platforms.local.replica import Replica
 from harness.platforms.local.router import Router
 from harness.platforms.local.supervisor import Supervisor
 from harness.rundir import RunDir, replica_log_name
-from harness.timeline import Timeline
+from harness.timeline import EventKind, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ class LocalPlatform:
         )
         self._autoscaler: Autoscaler | None = None
         self._retiring: list[threading.Thread] = []
+        self._cordoned: dict[str, int] = {}  # cordoned node -> its capacity before
         self._started = False
         self._stopped = False
 
@@ -173,7 +174,42 @@ class LocalPlatform:
         ejected = self._router.clear_ejections()
         if ejected:
             done.append(f"cleared {ejected} ejection(s)")
+        for node in list(self._cordoned):
+            self.cordon(node, False)
+            done.append(f"uncordoned {node}")
+        for rid in sorted(self._router.held_out):
+            self.eject(rid, False)
+            done.append(f"{rid} back in the router")
         return done
+
+    def cordon(self, node: str, cordoned: bool = True) -> bool:
+        """Mark ``node`` unschedulable (no new replica is placed there; its replicas keep
+        running and restart in place) or schedulable again; False when it already was.
+        Why through the capacity: the scheduler and the autoscaler place replicas only
+        on nodes with room, so a node of capacity 0 takes none."""
+        self._check_node(node)
+        with self._supervisor.lock:
+            if cordoned == (node in self._cordoned):
+                return False
+            capacity = self._supervisor.capacity
+            if cordoned:
+                self._cordoned[node], capacity[node] = capacity.get(node, 0), 0
+            else:
+                capacity[node] = self._cordoned.pop(node)
+        if not cordoned:
+            self._reschedule(f"node {node} uncordoned")
+        return True
+
+    def cordoned(self) -> list[str]:
+        return sorted(self._cordoned)
+
+    def eject(self, replica_id: str, out: bool = True) -> None:
+        """Take a replica out of the router by hand (``out=False``: let it back), as
+        on-call ejects a bad pod; it keeps running. Reported as the router's ejections are."""
+        self.replica_node(replica_id)  # an unknown replica is a PlatformError
+        self._router.hold_out(replica_id, out)
+        kind: EventKind = "replica_ejected" if out else "replica_returned"
+        self.timeline.emit(kind, replica_id, {"by_hand": True})
 
     def nodes(self) -> list[str]:
         return list(self._node_names)

@@ -335,6 +335,9 @@ class Router:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        self._ready: dict[str, int] = {}  # the supervisor's Ready set, before held_out
+        #: replicas taken out of the rotation by hand (on-call's eject) until let back
+        self.held_out: set[str] = set()
 
     @property
     def port(self) -> int:
@@ -380,13 +383,20 @@ class Router:
         return self.port
 
     def set_backends(self, backends: Mapping[str, int]) -> None:
-        """Replace the Ready set ({replica id: port}); thread-safe."""
+        """Replace the Ready set ({replica id: port}), less the replicas held out; thread-safe."""
+        self._ready = dict(backends)
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        ordered = sorted(backends.items())
+        ordered = sorted((rid, port) for rid, port in backends.items() if rid not in self.held_out)
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             loop.call_soon_threadsafe(self._core.set_backends, ordered)
+
+    def hold_out(self, replica_id: str, out: bool = True) -> None:
+        """Take a replica out of the rotation by hand until let back (``out=False``), as
+        on-call ejects a bad pod from a load balancer; it keeps running and being probed."""
+        (self.held_out.add if out else self.held_out.discard)(replica_id)
+        self.set_backends(self._ready)
 
     def clear_ejections(self, timeout: float = 5.0) -> int:
         """Put every ejected replica back in the rotation (see ``_RouterCore``); thread-safe,
