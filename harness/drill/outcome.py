@@ -8,6 +8,7 @@ plots, so the debrief, the page and report.html agree.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,8 @@ from harness.rundir import RunDir
 from harness.timeline import read_timeline
 
 if TYPE_CHECKING:
-    from harness.drill.run import Drill
+    from harness.drill.pack import LoadedPack
+    from harness.drill.pick import Scenario
     from harness.runner import RunResult
 
 log = logging.getLogger(__name__)
@@ -62,12 +64,25 @@ def baseline_figures(stored: dict[str, Any] | None) -> DamageFigures | None:
     )
 
 
-def build_drill(
-    drill: Drill, result: RunResult | None, herrings: list[dict[str, Any]]
-) -> dict[str, Any]:
-    run_dir = drill.run_dir
-    scenario = drill.scenario
-    spec = drill.loaded.spec
+@dataclass
+class DrillRecord:
+    """What the drill kept of itself: its pack and scenario, the trainee's and the
+    facilitator's doings, and how it ended."""
+
+    run_dir: Path
+    loaded: LoadedPack
+    scenario: Scenario
+    trainee: bool
+    baseline: dict[str, Any] | None
+    actions: list[dict[str, Any]]
+    hand_injected: list[dict[str, Any]]
+    herrings: list[dict[str, Any]]
+    resolved: bool
+
+
+def build_drill(rec: DrillRecord, result: RunResult | None) -> dict[str, Any]:
+    """The content of drill.json."""
+    run_dir, scenario, spec = rec.run_dir, rec.scenario, rec.loaded.spec
     _ensure_scored(run_dir, result)
     events = _events(run_dir)
     t0 = load_t0(run_dir) or (float(events[0]["time"]) if events else 0.0)
@@ -79,20 +94,20 @@ def build_drill(
     injected = round(starts[0], 1) if starts else None
     at = injected if injected is not None else scenario.at_s
     end_s = _end_s(events, t0)
-    records = drill.actions.snapshot() if drill.actions is not None else []
-    for rec in records:
-        rec["t_s"] = round(float(rec["time"]) - t0, 1)
+    records = [dict(a) for a in rec.actions]
+    for a in records:
+        a["t_s"] = round(float(a["time"]) - t0, 1)
     resolves = [r for r in records if r["action"] == "resolve" and r["ok"]]
     healthy = None
     if resolves:
         healthy = held_before(
-            run_dir, spec.slos, float(resolves[0]["t_s"]), drill.loaded.pack.verify_s
+            run_dir, spec.slos, float(resolves[0]["t_s"]), rec.loaded.pack.verify_s
         )
     mine = damage(run_dir, spec.slos, at, end_s) if injected is not None else None
-    base = baseline_figures(drill.options.baseline)
+    base = baseline_figures(rec.baseline)
     truth = Truth(at_s=at, diagnosis=scenario.diagnosis, target=scenario.target)
-    score = score_drill(truth, records if drill.options.trainee else [], mine, base, healthy)
-    if drill.resolved:
+    score = score_drill(truth, records if rec.trainee else [], mine, base, healthy)
+    if rec.resolved:
         ended_by = "resolved"
     elif result is not None and result.interrupted:
         ended_by = "interrupted"
@@ -102,19 +117,19 @@ def build_drill(
         ended_by = "time"
     baseline = damage_dict(base)
     if baseline is not None:
-        baseline["source"] = (drill.options.baseline or {}).get("source", "pack")
+        baseline["source"] = (rec.baseline or {}).get("source", "pack")
     return {
         "schema": 1,
-        "title": drill.loaded.pack.title,
-        "pack": str(drill.loaded.path),
+        "title": rec.loaded.pack.title,
+        "pack": str(rec.loaded.path),
         "run_dir": str(run_dir),
-        "trainee_run": drill.options.trainee,
+        "trainee_run": rec.trainee,
         "ended_by": ended_by,
         "scenario": scenario.as_dict(),
         "injected_at_s": injected,
         "load_end_s": round(end_s, 1),
-        "herrings": herrings,
-        "hand_injected": drill.hand.injected if drill.hand is not None else [],
+        "herrings": rec.herrings,
+        "hand_injected": rec.hand_injected,
         "trainee": records,
         "true_timeline": true_timeline(events, t0),
         "damage": damage_dict(mine),

@@ -25,7 +25,7 @@ from harness.drill.debrief import write_debrief, write_drill_json
 from harness.drill.document import DRILL_TITLE, write_experiment
 from harness.drill.facilitator import HandInjector
 from harness.drill.herrings import HerringThread
-from harness.drill.outcome import build_drill
+from harness.drill.outcome import DrillRecord, build_drill
 from harness.drill.pack import LoadedPack
 from harness.drill.panel import facilitator_panel, trainee_panel
 from harness.drill.pick import Scenario, pick_scenario
@@ -174,7 +174,18 @@ class Drill:
             deploy.close()
             if self.hand is not None:
                 self.hand.join()
-        drill = build_drill(self, result, herrings.done)
+        record = DrillRecord(
+            run_dir=self.run_dir,
+            loaded=self.loaded,
+            scenario=self.scenario,
+            trainee=self.options.trainee,
+            baseline=self.options.baseline,
+            actions=self.actions.snapshot() if self.actions is not None else [],
+            hand_injected=self.hand.injected if self.hand is not None else [],
+            herrings=herrings.done,
+            resolved=self.resolved,
+        )
+        drill = build_drill(record, result)
         write_drill_json(self.run_dir, drill)
         write_debrief(self.run_dir, drill)
         if self.server is not None:
