@@ -151,7 +151,8 @@ class Handler(BaseHTTPRequestHandler):
             n = min(LOG_MAX_LINES, max(1, int((query.get("lines") or ["100"])[0])))
         except ValueError:
             return self._refuse(400, "lines: expected a number")
-        lines = viewed_lines(replica_id, tail_lines(path, n), self.live.view(facilitator))
+        view = self.live.view(facilitator)
+        lines = viewed_lines(replica_id, tail_lines(path, LOG_MAX_LINES), view)[-n:]
         self._send(200, "\n".join(lines).encode(), "text/plain; charset=utf-8")
 
     def do_POST(self) -> None:

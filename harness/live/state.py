@@ -145,7 +145,8 @@ def build_state(
     for row in rows:
         path = replica_log(run_dir, str(row.get("id")), {str(row.get("id"))})
         if path is not None:
-            logs[str(row["id"])] = viewed_lines(str(row["id"]), tail_lines(path, LOG_LINES), view)
+            lines = tail_lines(path, LOG_MAX_LINES)  # the view may hide some of them
+            logs[str(row["id"])] = viewed_lines(str(row["id"]), lines, view)[-LOG_LINES:]
     req = data.requests
     kinds = [str(e.get("kind")) for e in data.timeline]
     return {
