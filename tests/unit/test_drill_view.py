@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from harness.drill.view import hidden_words, trainee_view
 
 
@@ -18,7 +20,7 @@ def test_fault_events_and_anything_naming_a_fault_are_hidden() -> None:
 
 def test_what_on_call_sees_stays() -> None:
     view = trainee_view(hidden_words())
-    shown = [
+    shown: list[dict[str, Any]] = [
         {"kind": "replica_exit", "target": "node-a-0", "details": {"pid": 1, "returncode": -9}},
         {"kind": "node_down", "target": "node-a", "details": {"pids": [1]}},
         {"kind": "replica", "id": "node-a-0", "node": "node-a", "state": "unready"},
