@@ -13,8 +13,11 @@ report can never draw different plots.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,33 @@ from harness.scoring.rundir import load_run_spec, read_run_logs
 
 #: A filter over timeline events: the event to keep (maybe a changed copy), or None to hide it.
 EventFilter = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+#: The readers' loggers that speak up about a torn last line or a missing file: right for
+#: the scorer, noise when a live page reads a growing folder every second.
+_READER_LOGGERS = ("harness.scoring.lenient", "harness.scoring.slis")
+_quiet = threading.local()
+
+
+class _QuietWhileLive(logging.Filter):
+    """Drops the readers' records on a thread inside :func:`_quietly` (other threads, the
+    scorer's included, keep theirs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_quiet, "on", False)
+
+
+_QUIET = _QuietWhileLive()
+for _name in _READER_LOGGERS:
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    _quiet.on = True
+    try:
+        yield
+    finally:
+        _quiet.on = False
 
 
 def _cols(df: pd.DataFrame, col: str, scale: float = 1.0) -> list[float]:
@@ -199,10 +229,11 @@ def read_current(run_dir: str | Path, event_filter: EventFilter | None = None) -
         _, spec = load_run_spec(run_dir)
     except Exception:  # not written yet, or unreadable: plots without objectives
         spec = None
-    requests, timeline = read_run_logs(run_dir)
+    with _quietly():  # a torn last line is normal while the run writes
+        requests, timeline = read_run_logs(run_dir)
+        telemetry = read_telemetry(paths.telemetry, missing_ok=True)
     if event_filter is not None:
         timeline = [kept for e in timeline if (kept := event_filter(dict(e))) is not None]
-    telemetry = read_telemetry(paths.telemetry, missing_ok=True)
     t0 = _first_time(timeline, "load_start")
     if t0 is None and len(requests):
         t0 = float(requests["start"].min())
