@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.config import HarnessSpec
 from harness.report.data import (
     RunData,
     instrument_windows,
@@ -216,6 +217,30 @@ def _first_time(timeline: list[dict[str, Any]], kind: str) -> float | None:
     return None
 
 
+_SPECS: dict[Path, tuple[tuple[int, int], HarnessSpec | None]] = {}
+
+
+def _spec(run_dir: Path) -> HarnessSpec | None:
+    """The run's harness spec (None while unwritten or unreadable: plots without
+    objectives), parsed again only when ``experiment.yaml`` changed: a live page reads the
+    folder every second and the experiment does not change during a run."""
+    path = RunDir(run_dir).experiment
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    cached = _SPECS.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        _, spec = load_run_spec(run_dir)
+    except Exception:
+        spec = None
+    _SPECS[path] = (key, spec)
+    return spec
+
+
 def read_current(run_dir: str | Path, event_filter: EventFilter | None = None) -> RunData:
     """A run folder as it is now, for a run that may still be going: the request records,
     timeline and telemetry written so far (a torn last line is stepped over by the scorer's
@@ -225,10 +250,7 @@ def read_current(run_dir: str | Path, event_filter: EventFilter | None = None) -
     anything is drawn from them (the fault windows too)."""
     run_dir = Path(run_dir)
     paths = RunDir(run_dir)
-    try:
-        _, spec = load_run_spec(run_dir)
-    except Exception:  # not written yet, or unreadable: plots without objectives
-        spec = None
+    spec = _spec(run_dir)
     with _quietly():  # a torn last line is normal while the run writes
         requests, timeline = read_run_logs(run_dir)
         telemetry = read_telemetry(paths.telemetry, missing_ok=True)
