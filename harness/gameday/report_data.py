@@ -219,4 +219,6 @@ def load_gameday(folder: str | Path) -> GameDayData:
 def miss_text(entry: Entry) -> str:
     """The missed SLOs in one line: ``p99_latency_ms (measured 1200.0 ms, objective <=
     1000.0 ms)``."""
-    return "; ".join(f"{m.get('name')} ({slo_message(m)})" for m in entry.misses)
+    text = "; ".join(f"{m.get('name')} ({slo_message(m)})" for m in entry.misses)
+    note = entry.card.get("note") if entry.card else None
+    return text or (str(note) if note else "")  # a fail with every SLO met says why

@@ -46,7 +46,9 @@ def _status(result: RunResult) -> tuple[str, str | None]:
     status = _STATUS.get(verdict, "error")
     if status == "failed":
         missed = [s.get("name") for s in result.scorecard.get("slos") or [] if not s.get("passed")]
-        return status, ("SLO missed: " + ", ".join(map(str, missed))) if missed else "SLO missed"
+        if missed:
+            return status, "SLO missed: " + ", ".join(map(str, missed))
+        return status, str(result.scorecard.get("note") or "SLO missed")
     return status, None if status == "passed" else f"verdict {verdict}"
 
 

@@ -135,6 +135,8 @@ def scorecard_table(scorecard: Mapping[str, Any]) -> str:
         verdict += f": {scorecard['abort_reason']}"
     elif scorecard.get("incomplete_reason"):
         verdict += f": {scorecard['incomplete_reason']}"
+    elif scorecard.get("note"):  # a fail with every SLO met: the hypothesis said no
+        verdict += f": {scorecard['note']}"
     pairs.append(("verdict", f"{verdict} (exit {scorecard.get('exit_code')})"))
     warning = (scorecard.get("instrument") or {}).get("warning")
     if warning:  # the verdict was reached while the load generator was saturated
