@@ -64,10 +64,19 @@ def _row(cells: list[str], head: bool = False) -> str:
     return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
 
 
-def _s(value: Any) -> str:
-    return (
-        "-" if value is None else f"{value:g} s" if isinstance(value, float | int) else str(value)
-    )
+def _s(value: Any, unit: str = " s") -> str:
+    """A figure for the page: seconds by default, yes/no for a truth, - for none."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float | int):
+        return f"{value:g}{unit}"
+    return str(value)
+
+
+def _fact(key: str, value: Any) -> str:
+    return _s(value, " s" if key.startswith("tt") else "")
 
 
 def _charts(run_dir: Path) -> str:
@@ -95,7 +104,7 @@ def render_debrief(run_dir: Path, drill: dict[str, Any]) -> str:
                 f"{p['points']:g} / {p['out_of']:g}",
                 escape(
                     ", ".join(
-                        f"{k}: {_s(v)}" for k, v in p.items() if k not in ("points", "out_of")
+                        f"{k}: {_fact(k, v)}" for k, v in p.items() if k not in ("points", "out_of")
                     )
                 ),
             ]
@@ -113,8 +122,14 @@ def render_debrief(run_dir: Path, drill: dict[str, Any]) -> str:
     damage = drill.get("damage") or {}
     base = drill.get("baseline") or {}
     dmg_rows = "".join(
-        _row([escape(k), _s(damage.get(k)), _s(base.get(k))])
-        for k in ("window_s", "requests", "failed", "bad_s", "bad_share")
+        _row([escape(label), _s(damage.get(k), unit), _s(base.get(k), unit)])
+        for k, label, unit in (
+            ("window_s", "window (from the injection)", " s"),
+            ("requests", "requests", ""),
+            ("failed", "failed", ""),
+            ("bad_s", "seconds that missed the SLOs", " s"),
+            ("bad_share", "share of the window", ""),
+        )
     )
     true_rows = "".join(
         _row(
