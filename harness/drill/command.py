@@ -139,6 +139,10 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         _install("run file", None)
     _print_result(result, run_dir)
+    if result["exit_code"] == 2:  # the contract: an exit 2 ends with its one error line
+        from harness.errors import RunAborted
+
+        raise RunAborted(f"the drill ended by {result['ended_by']} (debrief: {run_dir})")
     return int(result["exit_code"])
 
 
