@@ -33,6 +33,7 @@ EventKind = Literal[
     "scale",
     "phase",
     "abort",
+    "drill_action",  # a trainee's action in a drill (harness.drill.actions)
 ]
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from harness.drill.pack import DIAGNOSIS_IDS
 from harness.errors import ConfigError, HarnessError
@@ -112,8 +112,7 @@ class TraineeActions:
             self.records.append(rec)
         details = {"action": rec.action, "args": rec.args, "ok": rec.ok}
         details["result" if rec.ok else "error"] = rec.result if rec.ok else rec.error
-        # drill_action is the drill's own event kind (the timeline's list is the runner's)
-        cast(Any, self.platform.timeline).emit("drill_action", "trainee", details, at=rec.time)
+        self.platform.timeline.emit("drill_action", "trainee", details, at=rec.time)
 
     def _do(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         from harness.platforms.local import mitigate
