@@ -72,3 +72,16 @@ def allow_module_option(parser: argparse.ArgumentParser) -> None:
         help="also let activities and controls come from Python module NAME (and its "
         "submodules); by default only harness.chaos and chaosk8s (repeatable)",
     )
+
+
+def seed_option(text: str) -> int:
+    """An argparse ``type`` for ``--seed N``: a whole number the plan models accept."""
+    from harness.config.base import MAX_SEED
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_SEED}, got {value}")
+    return value

@@ -13,25 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from harness.cli_support import _install, _log_to_file
+from harness.cli_support import _install, _log_to_file, seed_option
 
 log = logging.getLogger(__name__)
 
 DEFAULT_POOL = "experiments/drills/cpu-basics.yaml"
 #: Where drill folders go by default: results/drills/<UTC time>-<pack>.
 DRILLS_ROOT = Path("results") / "drills"
-
-
-def _seed(text: str) -> int:
-    from harness.config.base import MAX_SEED
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_SEED}, got {value}")
-    return value
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +38,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("act_args", nargs="*", help=argparse.SUPPRESS)
     p.add_argument(
-        "--seed", type=_seed, metavar="N", help="draw the scenario with this seed (default: random)"
+        "--seed",
+        type=seed_option,
+        metavar="N",
+        help="draw the scenario with this seed (default: random)",
     )
     p.add_argument(
         "--serve",

@@ -10,24 +10,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from harness.cli_support import _install, _log_to_file, allow_module_option
+from harness.cli_support import _install, _log_to_file, allow_module_option, seed_option
 
 log = logging.getLogger(__name__)
 
 #: Where game-day folders go by default: results/gamedays/<UTC time>-<plan>.
 GAMEDAYS_ROOT = Path("results") / "gamedays"
-
-
-def _seed(text: str) -> int:
-    from harness.config.base import MAX_SEED
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_SEED}, got {value}")
-    return value
 
 
 def add_command(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +34,10 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", help="game-day folder (default: results/gamedays/<UTC time>-<plan>)")
     p.add_argument(
-        "--seed", type=_seed, metavar="N", help="shuffle the order with this seed (over the plan's)"
+        "--seed",
+        type=seed_option,
+        metavar="N",
+        help="shuffle the order with this seed (over the plan's)",
     )
     p.add_argument(
         "--pushgateway",
