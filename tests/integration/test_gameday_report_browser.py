@@ -11,12 +11,11 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from harness.gameday.report import write_gameday_reports
-from tests.integration.test_report_run import CHROMIUM_FLAGS, _chromium
+from tests.support.browser import CHROMIUM_FLAGS, chromium, dump_dom
 from tests.support.runs import PASSING_SLOS, gameday_folder
 
 
 def test_gameday_report_opens_in_headless_chromium(tmp_path: Path) -> None:
-    chromium = _chromium()
     root = tmp_path / "results" / "gamedays"
     gameday_folder(
         root / "20260103T000000Z-weekly",
@@ -34,25 +33,17 @@ def test_gameday_report_opens_in_headless_chromium(tmp_path: Path) -> None:
     )
     write_gameday_reports(folder)
     page = (folder / "gameday.html").resolve().as_uri()
-    base = [chromium, *CHROMIUM_FLAGS]
-    dom = subprocess.run(
-        [*base, f"--user-data-dir={tmp_path / 'profile1'}", "--dump-dom", page],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert dom.returncode == 0, dom.stderr[-3000:]
-    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
+    base = [chromium(), *CHROMIUM_FLAGS]
+    dom, console = dump_dom(folder / "gameday.html", tmp_path / "profile1")
     assert console == [], console
-    plots = re.findall(r'<svg class="plot" id="([a-z0-9-]+)"', dom.stdout)
+    plots = re.findall(r'<svg class="plot" id="([a-z0-9-]+)"', dom)
     assert plots == ["p99-1", "errors-1", "p99-2", "errors-2"]
-    rendered = re.search(r'data-plots-rendered="(\d+)"', dom.stdout)
+    rendered = re.search(r'data-plots-rendered="(\d+)"', dom)
     assert rendered is not None, "the page's load handler did not run"
     assert int(rendered.group(1)) == len(plots)  # each drawn with a size and a line
-    links = re.findall(r'<a href="([^"]+)"', dom.stdout)
+    links = re.findall(r'<a href="([^"]+)"', dom)
     assert links and all((folder / unquote(link)).is_file() for link in links)
-    assert "20260103T000000Z-weekly" in dom.stdout  # the comparison with the last game day
+    assert "20260103T000000Z-weekly" in dom  # the comparison with the last game day
     shot = tmp_path / "gameday.png"
     proc = subprocess.run(
         [

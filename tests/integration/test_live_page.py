@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ROOT, gpuchaos_run_cmd
-from tests.integration.test_report_run import CHROMIUM_FLAGS
+from tests.support.browser import CHROMIUM_FLAGS
 from tests.support.procs import running, stop
 
 #: A generous ceiling for a busy machine; every wait also ends when the run exits.

@@ -7,9 +7,7 @@ The browser test needs Debian's chromium: it skips without it locally and fails 
 from __future__ import annotations
 
 import csv
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,26 +15,11 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from tests.integration.conftest import ROOT, gpuchaos_run_cmd
+from tests.support.browser import CHROMIUM_FLAGS, chromium, dump_dom
 from tests.support.procs import Processes, wait_ready
 
 _cmd = gpuchaos_run_cmd
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND",  # any fetch from the network would fail loudly
-    "--enable-logging=stderr",
-    "--v=0",
-]
 
 
 def test_run_writes_every_report(node_loss_run: tuple[Path, int, str]) -> None:
@@ -96,38 +79,20 @@ def test_report_command_regenerates(node_loss_run: tuple[Path, int, str]) -> Non
         assert str(run_dir / name) in proc.stdout
 
 
-def _chromium() -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing in CI: .ci/run must install it")
-        pytest.skip("chromium not installed (apt-get install -y chromium)")
-    return found
-
-
 def test_report_opens_in_headless_chromium(
     node_loss_run: tuple[Path, int, str], tmp_path: Path
 ) -> None:
-    chromium = _chromium()
     run_dir, _, _ = node_loss_run
     page = (run_dir / "report.html").resolve().as_uri()
-    base = [chromium, *CHROMIUM_FLAGS]
-    dom = subprocess.run(
-        [*base, f"--user-data-dir={tmp_path / 'profile1'}", "--dump-dom", page],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert dom.returncode == 0, dom.stderr[-3000:]
-    console = [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
+    base = [chromium(), *CHROMIUM_FLAGS]
+    dom, console = dump_dom(run_dir / "report.html", tmp_path / "profile1")
     assert console == [], console  # no console message at all: no error, no failed fetch
-    plots = re.findall(r'<svg class="plot" id="([a-z_]+)"', dom.stdout)
+    plots = re.findall(r'<svg class="plot" id="([a-z_]+)"', dom)
     assert {"latency", "ttft", "errors", "throughput", "replicas", "queue"} <= set(plots)
     assert "gpu_util" in plots or "cpu" in plots
     html = (run_dir / "report.html").read_text()
     with_lines = sum('class="series"' in svg for svg in html.split('<svg class="plot"')[1:])
-    rendered = re.search(r'data-plots-rendered="(\d+)"', dom.stdout)
+    rendered = re.search(r'data-plots-rendered="(\d+)"', dom)
     assert rendered is not None, "the page's load handler did not run"
     assert int(rendered.group(1)) == with_lines == len(plots)
     shot = tmp_path / "report.png"
