@@ -27,7 +27,7 @@ SCRIPT = """
 (function () {
   var token = new URLSearchParams(location.search).get("token") || "";
   var base = document.body.getAttribute("data-base");
-  var polls = 0, drawn = {};
+  var polls = 0, drawn = {}, loadSeen = false;
   function $(id) { return document.getElementById(id); }
   function cell(tr, text, cls) {
     var td = document.createElement("td");
@@ -90,6 +90,7 @@ SCRIPT = """
   }
   function draw(s) {
     var run = s.run || {};
+    loadSeen = loadSeen || !!run.load_started;
     $("elapsed").textContent = (run.elapsed_s || 0).toFixed(0);
     $("requests").textContent = String(run.requests || 0);
     $("errors").textContent = String(run.errors || 0);
@@ -139,7 +140,11 @@ SCRIPT = """
       })
       .then(function (s) { if (draw(s)) setTimeout(poll, 1000); },
             function (e) {
-              $("error").textContent = "no answer from the harness (" + e.message + ")";
+              // the harness stops serving as it tears the run down: after load that is the end
+              $("error").textContent = loadSeen
+                ? "the run is over: the harness stopped serving; its report is report.html " +
+                  "in the run folder"
+                : "no answer from the harness (" + e.message + ")";
             });
   }
   poll();
