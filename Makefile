@@ -44,7 +44,7 @@ test-gpu: $(STAMP) ## Run the GPU tests (needs CUDA)
 test-k8s: $(STAMP) ## Run the tests against a real cluster (KUBECONFIG, GPUCHAOS_K8S_CONTEXT)
 	$(BIN)/python -m pytest -m k8s tests/k8s
 
-bench: $(STAMP) ## Time scoring 10M synthetic request records against reading them
+bench: $(STAMP) ## Scoring 10M and 50M (a 14 h soak) request records vs reading them: time, peak memory (ARGS="--case 50m")
 	$(BIN)/python benchmarks/bench_scoring.py $(ARGS)
 
 bench-workload: $(STAMP) ## Reference servers: req/s, tokens/s, latency over batch x concurrency (ARGS=--quick)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -116,7 +116,8 @@ def load_phases(timeline: Sequence[Mapping[str, Any]], load_end: float) -> list[
     return spans
 
 
-def _mask(end: np.ndarray, spans: Sequence[Interval]) -> np.ndarray:
+def window_mask(end: np.ndarray, spans: Sequence[Interval]) -> np.ndarray:
+    """Which of the requests ending at ``end`` ended inside ``spans``."""
     mask = np.zeros(end.size, dtype=bool)
     for a, b in spans:
         mask |= (end >= a) & (end < b)
@@ -158,7 +159,64 @@ def window_figures(
     if spans is None:
         return figures(arrays, None, run_duration_s, light=light)
     duration = float(sum(b - a for a, b in spans))
-    return figures(arrays, _mask(arrays.end, spans), duration, light=light)
+    return figures(arrays, window_mask(arrays.end, spans), duration, light=light)
+
+
+#: The array and quantile of every percentile objective a rolling window may measure.
+ROLLING_QUANTILES: dict[str, tuple[str, float]] = {
+    "p50_latency_ms": ("latency", 0.5),
+    "p95_latency_ms": ("latency", 0.95),
+    "p99_latency_ms": ("latency", 0.99),
+    "ttft_p95_ms": ("ttft", 0.95),
+    "ttft_p99_ms": ("ttft", 0.99),
+    "tpot_p95_ms": ("tpot", 0.95),
+    "tpot_p99_ms": ("tpot", 0.99),
+}
+#: The requests each rate objective counts (a :class:`RequestArrays` mask, ``ok``: not
+#: failed), over all requests of the window.
+ROLLING_RATES: dict[str, str] = {
+    "error_rate": "failed",
+    "availability": "failed",
+    "throughput_rps": "ok",
+    "goodput_rps": "good",
+}
+
+
+def rolling_starts(
+    t0: float, load_end: float, window_s: float, seconds: int
+) -> tuple[int, int, np.ndarray]:
+    """``(window length in seconds, seconds covered, window starts)`` of a rolling window
+    over a load whose requests end in ``seconds`` seconds from ``t0``."""
+    n_win = max(1, math.ceil(window_s))
+    size = max(math.ceil(load_end - t0), seconds, 1)
+    return n_win, size, np.arange(0, max(1, size - n_win + 1))
+
+
+def rolling_rates(
+    key: str, total: np.ndarray, hits: np.ndarray, starts: np.ndarray, n_win: int
+) -> np.ndarray:
+    """Rate objective ``key`` of each rolling window from the requests per second
+    (``total``) and those it counts per second (``hits``), both over the covered seconds."""
+    size = total.size
+    total = np.concatenate(([0], np.cumsum(total)))
+    hits = np.concatenate(([0], np.cumsum(hits)))
+    stop = np.minimum(starts + n_win, size)
+    count = total[stop] - total[starts]
+    hit = (hits[stop] - hits[starts]).astype("float64")
+    if key in ("throughput_rps", "goodput_rps"):
+        return hit / n_win
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(count > 0, hit / np.maximum(count, 1), np.nan)
+    return rate if key == "error_rate" else 1.0 - rate
+
+
+def rolling_pick(values: np.ndarray, starts: np.ndarray, name: str) -> tuple[float, float | None]:
+    """The worst of the windows' ``values`` for objective ``name`` and where it starts."""
+    if np.all(np.isnan(values)):
+        return math.nan, None
+    comparator = WINDOWED[name][1]
+    pick = int(np.nanargmax(values) if comparator == "<=" else np.nanargmin(values))
+    return float(values[pick]), float(starts[pick])
 
 
 def rolling_worst(
@@ -166,52 +224,34 @@ def rolling_worst(
 ) -> tuple[float, float | None]:
     """Worst value of objective ``name`` over rolling windows of ``window_s`` seconds:
     ``(value, start of that window in seconds from t0)``; ``(nan, None)`` with no data."""
-    key, comparator = WINDOWED[name]
-    n_win = max(1, math.ceil(window_s))
+    key = WINDOWED[name][0]
     sec = np.clip(np.floor(arrays.end - t0), 0, None).astype(np.int64)
-    size = max(math.ceil(load_end - t0), int(sec.max()) + 1 if sec.size else 0, 1)
-    starts = np.arange(0, max(1, size - n_win + 1))
-    if key in ("error_rate", "availability", "throughput_rps", "goodput_rps"):
-        weights = {
-            "error_rate": arrays.failed,
-            "availability": arrays.failed,
-            "throughput_rps": ~arrays.failed,
-            "goodput_rps": arrays.good,
-        }[key]
-        total = np.concatenate(([0], np.cumsum(np.bincount(sec, minlength=size))))
-        hits = np.concatenate(([0], np.cumsum(np.bincount(sec[weights], minlength=size))))
-        stop = np.minimum(starts + n_win, size)
-        count = total[stop] - total[starts]
-        hit = (hits[stop] - hits[starts]).astype("float64")
-        if key in ("throughput_rps", "goodput_rps"):
-            values = hit / n_win
-        else:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rate = np.where(count > 0, hit / np.maximum(count, 1), np.nan)
-            values = rate if key == "error_rate" else 1.0 - rate
+    n_win, size, starts = rolling_starts(
+        t0, load_end, window_s, int(sec.max()) + 1 if sec.size else 0
+    )
+    if key in ROLLING_RATES:
+        hit = {"failed": arrays.failed, "ok": ~arrays.failed, "good": arrays.good}
+        weights = hit[ROLLING_RATES[key]]
+        values = rolling_rates(
+            key,
+            np.bincount(sec, minlength=size),
+            np.bincount(sec[weights], minlength=size),
+            starts,
+            n_win,
+        )
     else:
-        column, q = {
-            "p50_latency_ms": (arrays.latency, 0.5),
-            "p95_latency_ms": (arrays.latency, 0.95),
-            "p99_latency_ms": (arrays.latency, 0.99),
-            "ttft_p95_ms": (arrays.ttft, 0.95),
-            "ttft_p99_ms": (arrays.ttft, 0.99),
-            "tpot_p95_ms": (arrays.tpot, 0.95),
-            "tpot_p99_ms": (arrays.tpot, 0.99),
-        }[key]
-        keep = ~np.isnan(column)
+        column, q = ROLLING_QUANTILES[key]
+        column_values = getattr(arrays, column)
+        keep = ~np.isnan(column_values)
         order = np.argsort(sec[keep], kind="stable")
-        vals = column[keep][order]
+        vals = column_values[keep][order]
         bounds = np.searchsorted(sec[keep][order], np.arange(size + 1))
         values = np.full(starts.size, np.nan)
         for i, s in enumerate(starts.tolist()):
             chunk = vals[int(bounds[s]) : int(bounds[min(s + n_win, size)])]
             if chunk.size:
                 values[i] = np.quantile(chunk, q)
-    if np.all(np.isnan(values)):
-        return math.nan, None
-    pick = int(np.nanargmax(values) if comparator == "<=" else np.nanargmin(values))
-    return float(values[pick]), float(starts[pick])
+    return rolling_pick(values, starts, name)
 
 
 def budget_objective(slos: SLOSpec) -> tuple[str, float] | None:
@@ -223,13 +263,29 @@ def budget_objective(slos: SLOSpec) -> tuple[str, float] | None:
     return None
 
 
+Spans = Sequence[Interval] | None
+#: Requests and failed requests that ended in each of several windows (None: all).
+Counts = Callable[[Sequence[Spans]], list[tuple[int, int]]]
+
+
+def span_counts(arrays: RequestArrays, windows: Sequence[Spans]) -> list[tuple[int, int]]:
+    """Requests and failed requests of ``arrays`` that ended in each window (see
+    :data:`Counts`)."""
+    out = []
+    for spans in windows:
+        failed = arrays.failed if spans is None else arrays.failed[window_mask(arrays.end, spans)]
+        out.append((int(failed.size), int(np.count_nonzero(failed))))
+    return out
+
+
 def error_budget(
-    arrays: RequestArrays,
+    arrays: RequestArrays | Counts,
     slos: SLOSpec,
     phases: Mapping[str, Interval | None],
     loads: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    """Error budget spent and burn rates (see module)."""
+    """Error budget spent and burn rates (see module); ``arrays`` may be a :data:`Counts`
+    (a log read in parts)."""
     chosen = budget_objective(slos)
     if chosen is None:
         return {"objective": None, "note": "no availability or error_rate objective"}
@@ -239,9 +295,10 @@ def error_budget(
     if not isinstance(window, str):
         window = "run"  # a rolling window applies to the SLO check, the budget is the run's
     spans, note = resolve_window(window, phases, loads)
-    mask = None if spans is None else _mask(arrays.end, spans)
-    failed = arrays.failed if mask is None else arrays.failed[mask]
-    requests, errors = int(failed.size), int(np.count_nonzero(failed))
+    counts: Counts = arrays if callable(arrays) else (lambda windows: span_counts(arrays, windows))
+    spanned = [(phase, phases.get(phase)) for phase in PHASES]
+    tally = counts([spans] + [[span] for _phase, span in spanned if span is not None])
+    requests, errors = tally.pop(0)
 
     def burn(n: int, bad: int) -> float | None:
         if n == 0:
@@ -270,15 +327,8 @@ def error_budget(
         spent = errors / (budget * requests)
         result.update(spent=spent, remaining=1.0 - spent, burn_rate=burn(requests, errors))
     by_phase: dict[str, float | None] = {}
-    for phase in PHASES:
-        span = phases.get(phase)
-        if span is None:
-            by_phase[phase] = None
-            continue
-        inside = _mask(arrays.end, [span])
-        by_phase[phase] = burn(
-            int(np.count_nonzero(inside)), int(np.count_nonzero(arrays.failed & inside))
-        )
+    for phase, span in spanned:
+        by_phase[phase] = None if span is None else burn(*tally.pop(0))
     result["burn_rate_by_phase"] = by_phase
     return result
 

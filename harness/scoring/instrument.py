@@ -34,6 +34,7 @@ import io
 import math
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,28 +71,56 @@ def read_lag(path: str | os.PathLike[str]) -> pd.DataFrame | None:
     except OSError as exc:
         raise ScoringError(f"{os.fspath(path)}: cannot read request log: {exc}") from exc
     with fh:
-        header = fh.readline().decode("utf-8", errors="replace").strip().split(",")
-        if LAG_COLUMN not in header or "start" not in header:
+        if not has_lag(fh.readline()):
             return None
         length = _complete_length(fh, os.fstat(fh.fileno()).st_size)
         fh.seek(0)
-        try:
-            frame = pd.read_csv(
-                io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20),
-                usecols=["start", LAG_COLUMN],
-                dtype="float64",
-                keep_default_na=False,
-                na_values={"start": [""], LAG_COLUMN: [""]},
-                on_bad_lines="skip",
-                engine="c",
-            )
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
-            # a damaged row: read row by row, as the scorer's reader does (it warns of it)
-            fh.seek(0)
-            frame = lenient_frame(fh.read(length), path, ("start", LAG_COLUMN), None)
-            frame = frame[["start", LAG_COLUMN]]
+        return parse_lag(io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20), path)
+
+
+def has_lag(header: bytes) -> bool:
+    """Whether the header line of ``requests.csv`` names ``start`` and ``lag_ms``."""
+    names = header.decode("utf-8", errors="replace").strip().split(",")
+    return LAG_COLUMN in names and "start" in names
+
+
+def parse_lag(reader: Any, path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``start`` and ``lag_ms`` of the complete lines in ``reader`` (a seekable binary
+    file, header first) by the rules of :func:`read_lag`; a log read in blocks calls it
+    for each block, its header put in front."""
+    try:
+        frame = pd.read_csv(
+            reader,
+            usecols=["start", LAG_COLUMN],
+            dtype="float64",
+            keep_default_na=False,
+            na_values={"start": [""], LAG_COLUMN: [""]},
+            on_bad_lines="skip",
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        # a damaged row: read row by row, as the scorer's reader does (it warns of it)
+        reader.seek(0)
+        frame = lenient_frame(reader.read(), path, ("start", LAG_COLUMN), None)
+        frame = frame[["start", LAG_COLUMN]]
     finite = np.isfinite(frame.to_numpy(dtype="float64")).all(axis=1)
     return frame[finite].reset_index(drop=True)
+
+
+#: The lag figures of a load's seconds, for a log read in parts: a function of ``t0`` and
+#: the number of seconds giving which seconds are lag-affected, the peak lag (None when no
+#: arrival falls in them) and whether any did.
+LagSummary = Callable[[float, int], tuple[np.ndarray, float | None, bool]]
+
+
+def lag_summary(
+    lag: pd.DataFrame | None, t0: float, seconds: int
+) -> tuple[np.ndarray, float | None, bool]:
+    """:data:`LagSummary` of the rows of :func:`read_lag`."""
+    lag = lag if lag is not None else pd.DataFrame({"start": [], LAG_COLUMN: []})
+    lag = lag[(lag["start"] >= t0) & (lag["start"] < t0 + seconds)]
+    peak = float(lag[LAG_COLUMN].max()) if len(lag) else None
+    return lag_affected(lag, t0, seconds), peak, bool(len(lag))
 
 
 def _seconds(t0: float, load_end: float) -> int:
@@ -127,7 +156,7 @@ def _cpu_affected(samples: pd.DataFrame, t0: float, seconds: int) -> np.ndarray:
     return affected
 
 
-def _lag_affected(lag: pd.DataFrame, t0: float, seconds: int) -> np.ndarray:
+def lag_affected(lag: pd.DataFrame, t0: float, seconds: int) -> np.ndarray:
     """Per second of the load: whether the p95 lag of its arrivals passes the threshold."""
     affected = np.zeros(seconds, dtype=bool)
     if lag.empty:
@@ -166,22 +195,25 @@ def warning_text(affected_s: int, peak_cpu: float | None, peak_lag: float | None
 
 
 def instrument_figures(
-    telemetry: pd.DataFrame | None, lag: pd.DataFrame | None, t0: float, load_end: float
+    telemetry: pd.DataFrame | None,
+    lag: pd.DataFrame | LagSummary | None,
+    t0: float,
+    load_end: float,
 ) -> dict[str, Any]:
-    """The ``instrument`` section of the scorecard (see module)."""
+    """The ``instrument`` section of the scorecard (see module); ``lag`` is the frame of
+    :func:`read_lag`, or a :data:`LagSummary` of a log read in parts."""
     seconds = _seconds(t0, load_end)
     samples = _cpu_samples(telemetry)
     samples = samples[(samples["time"] > t0) & (samples["since"] < t0 + seconds)]
-    lag = lag if lag is not None else pd.DataFrame({"start": [], LAG_COLUMN: []})
-    lag = lag[(lag["start"] >= t0) & (lag["start"] < t0 + seconds)]
+    late, peak_lag, lag_recorded = (
+        lag(t0, seconds) if callable(lag) else lag_summary(lag, t0, seconds)
+    )
     cpu = _cpu_affected(samples, t0, seconds)
-    late = _lag_affected(lag, t0, seconds)
     affected = cpu | late
     peak_cpu = float(samples["value"].max()) if len(samples) else None
-    peak_lag = float(lag[LAG_COLUMN].max()) if len(lag) else None
     result: dict[str, Any] = {
         "sampled": bool(len(samples)),
-        "lag_recorded": bool(len(lag)),
+        "lag_recorded": lag_recorded,
         "thresholds": {"cpu_percent": CPU_SATURATED_PERCENT, "lag_p95_ms": LAG_P95_MS},
         "saturated": bool(affected.any()),
         "affected_s": int(affected.sum()),

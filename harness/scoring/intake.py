@@ -114,22 +114,27 @@ def drop_far_off(
     low, high = middle - MAX_SPAN_S, middle + MAX_SPAN_S
     inside = requests["start"].between(low, high) & requests["end"].between(low, high)
     if not inside.all():
-        warn(
-            warnings,
-            REQUESTS_FILE,
-            f"dropped {int((~inside).sum())} row(s) with a time more than "
-            f"{MAX_SPAN_S / 86400:g} days from the run's",
-        )
+        warn_far_off(warnings, REQUESTS_FILE, int((~inside).sum()), "row(s)")
         requests = requests[inside].reset_index(drop=True)
+    return requests, events_near(events, low, high, warnings)
+
+
+def warn_far_off(warnings: list[str] | None, file: str, count: int, what: str) -> None:
+    """The warning of :func:`drop_far_off` for ``count`` rows or events of ``file``."""
+    text = (
+        f"dropped {count} {what} with a time more than {MAX_SPAN_S / 86400:g} days from the run's"
+    )
+    warn(warnings, file, text)
+
+
+def events_near(
+    events: list[dict[str, Any]], low: float, high: float, warnings: list[str] | None
+) -> list[dict[str, Any]]:
+    """The events from ``low`` to ``high`` (see :func:`drop_far_off`)."""
     kept = [e for e in events if low <= e["time"] <= high]
     if len(kept) < len(events):
-        warn(
-            warnings,
-            TIMELINE_FILE,
-            f"dropped {len(events) - len(kept)} event(s) with a time more than "
-            f"{MAX_SPAN_S / 86400:g} days from the run's",
-        )
-    return requests, kept
+        warn_far_off(warnings, TIMELINE_FILE, len(events) - len(kept), "event(s)")
+    return kept
 
 
 def unfinished(events: list[dict[str, Any]] | None) -> str | None:

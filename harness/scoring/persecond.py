@@ -61,11 +61,22 @@ def per_second(
     TPOT columns are NaN when there is nothing to measure.
     """
     arrays = RequestArrays.build(df, timeout_ms, slos)
-    sec = np.clip(np.floor(arrays.end - t0), 0, None).astype(np.int64)
+    sec = seconds_of(arrays.end, t0)
     last = int(sec.max()) if sec.size else -1
     if until is not None:
         last = max(last, math.ceil(until - t0) - 1)
-    size = last + 1
+    return seconds_table(arrays, sec, last + 1)
+
+
+def seconds_of(end: np.ndarray, t0: float) -> np.ndarray:
+    """The second of each end time from ``t0`` (ends before ``t0`` in second 0)."""
+    return np.clip(np.floor(end - t0), 0, None).astype(np.int64)
+
+
+def seconds_table(arrays: RequestArrays, sec: np.ndarray, size: int) -> pd.DataFrame:
+    """The rows of :func:`per_second` for seconds ``0 .. size - 1`` of ``arrays``, whose
+    seconds are ``sec`` (each below ``size``): a second's figures depend on its own requests
+    only, so the table of a long run can be built a few seconds at a time."""
     failed = arrays.failed
     ok = ~failed
     requests = np.bincount(sec, minlength=size)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,14 @@ def _nanmax(values: np.ndarray) -> float | None:
     return float(values.max()) if values.size else None
 
 
+def failed_touching(
+    start: np.ndarray, end: np.ndarray, failed: np.ndarray, lo: float, hi: float
+) -> int:
+    """How many failed requests started or ended in ``[lo, hi)`` (``requests_lost``)."""
+    inside = ((start >= lo) & (start < hi)) | ((end >= lo) & (end < hi))
+    return int(np.count_nonzero(inside & failed))
+
+
 def analyze_recovery(
     per_second: pd.DataFrame,
     t0: float,
@@ -98,12 +106,15 @@ def analyze_recovery(
     capacity_events: Iterable[Mapping[str, Any]] = (),
     *,
     requests: pd.DataFrame | None = None,
+    lost: Callable[[float, float], int] | None = None,
 ) -> dict[str, Any]:
     """Recovery figures for the fault starting at unix time ``fault_start`` (see module).
 
     ``per_second`` is the table of :func:`per_second` for the same ``t0`` (contiguous seconds);
     ``capacity_events`` are timeline events (only ``replica_ready`` ones are used);
-    ``requests``, when given, makes ``requests_lost`` exact. With ``fault_start`` None the
+    ``requests``, when given, makes ``requests_lost`` exact, as ``lost`` does (a count of
+    the failed requests that started or ended in ``[lo, hi)``, for a log read in parts:
+    :func:`failed_touching`). With ``fault_start`` None the
     result is ``{"fault": False}``. Otherwise keys: ``fault`` (True), ``hold_s``, ``breached``,
     ``time_to_detect_s``, ``time_to_recover_s``, ``recovered``, ``capacity_return_s``,
     ``worst_error_rate``, ``worst_p99_ms``, ``worst_throughput_ratio``, ``requests_lost``,
@@ -166,12 +177,16 @@ def analyze_recovery(
     worst_ratio = (
         float(ok_rps[in_window].min()) / reference if reference > 0 and in_window.any() else None
     )
-    if requests is not None and len(requests):
-        lo, hi = t0 + f, t0 + window_end
-        start = requests["start"].to_numpy(dtype="float64")
-        end = requests["end"].to_numpy(dtype="float64")
-        inside = ((start >= lo) & (start < hi)) | ((end >= lo) & (end < hi))
-        requests_lost = int(np.count_nonzero(inside & failed_mask(requests).to_numpy()))
+    if lost is not None:
+        requests_lost = lost(t0 + f, t0 + window_end)
+    elif requests is not None and len(requests):
+        requests_lost = failed_touching(
+            requests["start"].to_numpy(dtype="float64"),
+            requests["end"].to_numpy(dtype="float64"),
+            failed_mask(requests).to_numpy(),
+            t0 + f,
+            t0 + window_end,
+        )
     else:
         requests_lost = int(per_second["errors"].to_numpy()[in_window].sum())
 

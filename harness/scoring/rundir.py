@@ -2,18 +2,21 @@
 
 Everything is read from the folder: the resolved experiment (for the SLOs), the request
 records (and their ``lag_ms`` when the folder has it), the timeline, the telemetry and Chaos
-Toolkit's journal. A damaged folder still scores: what cannot be read is stepped over and
-named in the scorecard's ``warnings``, and a run that did not finish (a harness that was
-killed) scores as ``incomplete`` (exit 2), with the figures of what was recorded (see
-:mod:`harness.scoring.intake`). Only a folder that is not a run folder, or whose experiment
-or request log cannot be read at all, raises :class:`ScoringError` or :class:`ConfigError`:
-one line, exit 2, never a traceback.
+Toolkit's journal. A request log longer than one block (a soak of hours) is read in blocks
+and scored from disk in bounded memory, with the same figures
+(:mod:`harness.scoring.chunked`). A damaged folder still scores: what cannot be read is
+stepped over and named in the scorecard's ``warnings``, and a run that did not finish (a
+harness that was killed) scores as ``incomplete`` (exit 2), with the figures of what was
+recorded (see :mod:`harness.scoring.intake`). Only a folder that is not a run folder, or
+whose experiment or request log cannot be read at all, raises :class:`ScoringError` or
+:class:`ConfigError`: one line, exit 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,12 @@ from harness.config import EXTENSION_NAME, HarnessSpec
 from harness.errors import ConfigError, HarnessError, ScoringError
 from harness.records import COLUMNS
 from harness.rundir import EXPERIMENT_FILE, REQUESTS_FILE, TELEMETRY_FILE, RunDir
+from harness.scoring.chunked import ChunkedRequests
 from harness.scoring.gpu import read_telemetry
 from harness.scoring.instrument import read_lag
 from harness.scoring.intake import drop_far_off, read_events, read_journal, unfinished
 from harness.scoring.lenient import warn
+from harness.scoring.parts import chunk_bytes
 from harness.scoring.persecond import per_second, write_per_second
 from harness.scoring.resilience import litmus_style
 from harness.scoring.scorecard import build_scorecard, json_safe
@@ -167,12 +172,43 @@ def _add_chaos(card: dict[str, Any], journal: dict[str, Any] | None, warnings: l
 def _score(run_dir: Path, write: bool) -> dict[str, Any]:
     paths = RunDir(run_dir)
     doc, spec = load_run_spec(run_dir)
+    block = chunk_bytes()
+    with tempfile.TemporaryDirectory(prefix="gpuchaos-score-") as scratch:
+        if paths.requests.is_file() and paths.requests.stat().st_size > block:
+            return _score_logs(paths, doc, spec, write, (Path(scratch), block))
+        return _score_logs(paths, doc, spec, write, None)
+
+
+def _score_logs(
+    paths: RunDir,
+    doc: dict[str, Any],
+    spec: HarnessSpec,
+    write: bool,
+    parts: tuple[Path, int] | None,
+) -> dict[str, Any]:
+    """Score the logs of a run folder; with ``parts`` (a scratch folder and a block size)
+    the request log is read in blocks and scored from disk in bounded memory
+    (:mod:`harness.scoring.chunked`), else as one frame."""
     warnings: list[str] = []
-    requests, events = _read_logs(run_dir, warnings)
+    timeout_ms = spec.load.request_timeout_s * 1000.0
+    requests: pd.DataFrame | ChunkedRequests
+    if parts is None:
+        requests, events = _read_logs(paths.path, warnings)
+    else:
+        requests = ChunkedRequests.read(
+            paths.requests,
+            parts[0],
+            timeout_ms=timeout_ms,
+            slos=spec.slos,
+            warnings=warnings,
+            block_bytes=parts[1],
+        )
+        events = read_events(paths.timeline, warnings)
+        kept = requests.drop_far_off(events or [], warnings)
+        events = None if events is None else kept
     timeline = events or []
     journal = read_journal(paths.journal, warnings)
     telemetry = _read_telemetry(paths.telemetry, warnings)
-    timeout_ms = spec.load.request_timeout_s * 1000.0
     run_start = next((e for e in timeline if e.get("kind") == "run_start"), None)
     meta = {
         "harness_version": __version__,
@@ -181,7 +217,7 @@ def _score(run_dir: Path, write: bool) -> dict[str, Any]:
             "version": doc.get("version"),
             "name": None if run_start is None else run_start.get("target"),
         },
-        "run_dir": run_dir.name,
+        "run_dir": paths.path.name,
     }
     card = build_scorecard(
         requests,
@@ -190,7 +226,7 @@ def _score(run_dir: Path, write: bool) -> dict[str, Any]:
         timeout_ms=timeout_ms,
         meta=meta,
         telemetry=telemetry,
-        lag=read_lag(paths.requests),
+        lag=read_lag(paths.requests) if isinstance(requests, pd.DataFrame) else requests.lag,
         incomplete=unfinished(events),
         warnings=warnings,
     )
@@ -201,7 +237,12 @@ def _score(run_dir: Path, write: bool) -> dict[str, Any]:
         )
         t0 = card["run"].get("t0")
         if t0 is not None and len(requests):
-            write_per_second(per_second(requests, t0, timeout_ms, slos=spec.slos), paths.slis)
+            table = (
+                per_second(requests, t0, timeout_ms, slos=spec.slos)
+                if isinstance(requests, pd.DataFrame)
+                else requests.per_second(t0)
+            )
+            write_per_second(table, paths.slis)
     return card
 
 

@@ -45,15 +45,13 @@ from harness.scoring.analytics import (
     load_phases,
     phase_windows,
     resolve_window,
-    rolling_worst,
-    window_figures,
 )
 from harness.scoring.gpu import gpu_figures
 from harness.scoring.instrument import instrument_figures
-from harness.scoring.persecond import per_second
 from harness.scoring.recovery import analyze_recovery
 from harness.scoring.resilience import resilience_score
-from harness.scoring.slis import RequestArrays, figures, goodput_thresholds
+from harness.scoring.slis import goodput_thresholds
+from harness.scoring.source import MemoryRequests, RequestSource, Window
 from harness.scoring.spans import events_of, fault_windows, run_window
 
 log = logging.getLogger(__name__)
@@ -161,7 +159,7 @@ def _slo_entries(
     run: Mapping[str, Any],
     recovery: Mapping[str, Any],
     *,
-    arrays: RequestArrays,
+    source: RequestSource,
     phases: Mapping[str, Any],
     loads: Sequence[Mapping[str, Any]],
 ) -> list[dict[str, Any]]:
@@ -179,15 +177,13 @@ def _slo_entries(
         if name == "recovery_s":
             measured = _measured(recovery.get("time_to_recover_s"))
         elif not isinstance(window, str):
-            value, worst_at = rolling_worst(arrays, run["t0"], run["load_end"], float(window), name)
+            value, worst_at = source.rolling_worst(run["t0"], run["load_end"], float(window), name)
             measured = _measured(value)
         else:
             if window not in cache:
                 spans, empty = resolve_window(window, phases, loads)
                 cache[window] = (
-                    {"note": empty}
-                    if empty
-                    else window_figures(arrays, spans, float(run["duration_s"]))
+                    {"note": empty} if empty else source.figures(spans, float(run["duration_s"]))
                 )
             figs = cache[window]
             measured = _measured(figs.get(name))
@@ -237,7 +233,7 @@ def _slo_entries(
 
 
 def _phase_table(
-    arrays: RequestArrays,
+    source: RequestSource,
     phases: Mapping[str, tuple[float, float] | None],
     t0: float,
     budget: Mapping[str, Any],
@@ -250,7 +246,7 @@ def _phase_table(
         if span is None:
             out[name] = None
             continue
-        figs = window_figures(arrays, [span], span[1] - span[0], light=True)
+        figs = source.figures([span], span[1] - span[0], light=True)
         out[name] = {
             "start_s": span[0] - t0,
             "end_s": span[1] - t0,
@@ -266,8 +262,30 @@ def _phase_table(
     return out
 
 
+def _windows_to_figure(
+    slos: SLOSpec,
+    phases: Mapping[str, tuple[float, float] | None],
+    loads: Sequence[Mapping[str, Any]],
+    duration: float,
+) -> list[Window]:
+    """The windows the scorecard figures: the run, each SLO's named window, each phase."""
+    out: list[Window] = [(None, duration, False)]
+    for name, _comparator, _unit in SLO_ORDER:
+        window = slos.window(name)
+        if getattr(slos, name) is None or name == "recovery_s" or not isinstance(window, str):
+            continue
+        spans, empty = resolve_window(window, phases, loads)
+        if not empty:
+            out.append((spans, duration, False))
+    for name in PHASES:
+        span = phases.get(name)
+        if span is not None:
+            out.append(([span], span[1] - span[0], True))
+    return out
+
+
 def build_scorecard(
-    requests: pd.DataFrame,
+    requests: pd.DataFrame | RequestSource,
     timeline: Sequence[Mapping[str, Any]],
     slos: SLOSpec,
     *,
@@ -278,7 +296,9 @@ def build_scorecard(
     incomplete: str | None = None,
     warnings: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Score one run (see module). Returns a JSON-serialisable dict.
+    """Score one run (see module). Returns a JSON-serialisable dict. ``requests`` is the
+    frame of :func:`~harness.scoring.slis.read_requests`, or a log read in parts
+    (:class:`~harness.scoring.chunked.ChunkedRequests`).
 
     ``incomplete`` says why the run did not finish (the verdict is then ``incomplete``
     unless the run was aborted); ``warnings`` are what reading the run folder stepped over.
@@ -299,23 +319,23 @@ def build_scorecard(
     ``warnings``, ``exit_code``, ``abort_reason`` when aborted and ``incomplete_reason`` when
     the run did not finish.
     """
-    t0, load_end = run_window(requests, timeline)
+    source = (
+        MemoryRequests(requests, timeout_ms, slos)
+        if isinstance(requests, pd.DataFrame)
+        else requests
+    )
+    t0, load_end = run_window(source, timeline)
     duration = load_end - t0
-    arrays = RequestArrays.build(requests, timeout_ms, slos)
-    run: dict[str, Any] = {"t0": t0, "load_end": load_end}
-    run.update(figures(arrays, None, duration))
 
     windows = fault_windows(timeline)
     start, end, target = windows[0] if windows else (None, None, None)
     if start is None:
         recovery: dict[str, Any] = {"fault": False}
     else:
-        table = _within_shape(
-            per_second(requests, t0, timeout_ms, until=load_end, slos=slos), timeline
-        )
+        table = _within_shape(source.per_second(t0, until=load_end), timeline)
         ready = events_of(timeline, "replica_ready")
         analyses = [
-            analyze_recovery(table, t0, begin, finish, slos, ready, requests=requests)
+            analyze_recovery(table, t0, begin, finish, slos, ready, lost=source.lost)
             for begin, finish, _who in windows
         ]
         per_fault = [
@@ -331,9 +351,12 @@ def build_scorecard(
 
     phases = phase_windows(t0, load_end, start, end, recovery)
     loads = load_phases(timeline, load_end)
-    entries = _slo_entries(slos, run, recovery, arrays=arrays, phases=phases, loads=loads)
-    budget = error_budget(arrays, slos, phases, loads)
-    phase_block = _phase_table(arrays, phases, t0, budget)
+    source.prefetch(_windows_to_figure(slos, phases, loads, duration))
+    run: dict[str, Any] = {"t0": t0, "load_end": load_end}
+    run.update(source.figures(None, duration))
+    entries = _slo_entries(slos, run, recovery, source=source, phases=phases, loads=loads)
+    budget = error_budget(source.counts, slos, phases, loads)
+    phase_block = _phase_table(source, phases, t0, budget)
     phase_block["load"] = [
         {"name": p["name"], "start_s": p["start"] - t0, "end_s": p["end"] - t0} for p in loads
     ]

@@ -347,7 +347,6 @@ def figures(
     failed = sel(arrays.failed)
     n = int(failed.size)
     errors = int(np.count_nonzero(failed))
-    successes = n - errors
     good = int(np.count_nonzero(sel(arrays.good)))
     tokens = int(sel(arrays.tokens)[~failed].sum()) if n else 0
     if light:
@@ -359,15 +358,7 @@ def figures(
         p50, p95, p99 = _nan_quantiles(sel(arrays.latency), qs)
         t50, t95, t99 = _nan_quantiles(sel(arrays.ttft), qs)
         s50, s95, s99 = _nan_quantiles(sel(arrays.tpot), qs)
-    rate = errors / n if n else math.nan
-    per_s = duration_s if duration_s > 0 else math.nan
-    return {
-        "requests": n,
-        "errors": errors,
-        "successes": successes,
-        "good": good,
-        "error_rate": rate,
-        "availability": 1.0 - rate,
+    quantiles = {
         "p50_latency_ms": p50,
         "p95_latency_ms": p95,
         "p99_latency_ms": p99,
@@ -377,12 +368,53 @@ def figures(
         "tpot_p50_ms": s50,
         "tpot_p95_ms": s95,
         "tpot_p99_ms": s99,
-        "duration_s": float(duration_s),
-        "throughput_rps": successes / per_s,
-        "goodput_rps": good / per_s,
-        "goodput_ratio": good / n if n else math.nan,
-        "tokens_per_s": tokens / per_s,
     }
+    return figures_from(n, errors, good, tokens, quantiles, duration_s)
+
+
+#: The percentile figures of :func:`figures`: (key, array of :class:`RequestArrays`, q).
+QUANTILES: tuple[tuple[str, str, float], ...] = (
+    ("p50_latency_ms", "latency", 0.5),
+    ("p95_latency_ms", "latency", 0.95),
+    ("p99_latency_ms", "latency", 0.99),
+    ("ttft_p50_ms", "ttft", 0.5),
+    ("ttft_p95_ms", "ttft", 0.95),
+    ("ttft_p99_ms", "ttft", 0.99),
+    ("tpot_p50_ms", "tpot", 0.5),
+    ("tpot_p95_ms", "tpot", 0.95),
+    ("tpot_p99_ms", "tpot", 0.99),
+)
+#: The percentiles a ``light`` call of :func:`figures` computes (the others are NaN).
+LIGHT = ("p99_latency_ms", "ttft_p95_ms")
+
+
+def figures_from(
+    n: int, errors: int, good: int, tokens: int, quantiles: dict[str, float], duration_s: float
+) -> dict[str, Any]:
+    """The dict of :func:`figures` from its counts and percentiles (``quantiles``, keyed as
+    :data:`QUANTILES`): one place for the arithmetic, however the counts were gathered."""
+    successes = n - errors
+    rate = errors / n if n else math.nan
+    per_s = duration_s if duration_s > 0 else math.nan
+    out: dict[str, Any] = {
+        "requests": n,
+        "errors": errors,
+        "successes": successes,
+        "good": good,
+        "error_rate": rate,
+        "availability": 1.0 - rate,
+    }
+    out.update({key: quantiles[key] for key, _col, _q in QUANTILES})
+    out.update(
+        {
+            "duration_s": float(duration_s),
+            "throughput_rps": successes / per_s,
+            "goodput_rps": good / per_s,
+            "goodput_ratio": good / n if n else math.nan,
+            "tokens_per_s": tokens / per_s,
+        }
+    )
+    return out
 
 
 def overall(

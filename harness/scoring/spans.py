@@ -10,9 +10,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 import pandas as pd
+
+
+class TimeRange(Protocol):
+    """Requests as far as :func:`run_window` needs them: how many, and when they span."""
+
+    def __len__(self) -> int: ...
+
+    def time_range(self) -> tuple[float, float]:
+        """The first start and the last end."""
+        ...
 
 
 def events_of(timeline: Sequence[Mapping[str, Any]], kind: str) -> list[Mapping[str, Any]]:
@@ -26,15 +36,24 @@ def _is_number(value: Any) -> bool:
 
 
 def run_window(
-    requests: pd.DataFrame, timeline: Sequence[Mapping[str, Any]]
+    requests: pd.DataFrame | TimeRange, timeline: Sequence[Mapping[str, Any]]
 ) -> tuple[float, float]:
     """``(t0, load_end)`` of a run as unix seconds (see :mod:`harness.scoring.scorecard`);
-    ``(0.0, 0.0)`` with no data."""
+    ``(0.0, 0.0)`` with no data. ``requests`` may be anything with a length and a
+    ``time_range()`` (a log read in parts)."""
     starts = events_of(timeline, "load_start")
+    if isinstance(requests, pd.DataFrame):
+        first, last = (
+            (float(requests["start"].min()), float(requests["end"].max()))
+            if len(requests)
+            else (0.0, 0.0)
+        )
+    else:
+        first, last = requests.time_range() if len(requests) else (0.0, 0.0)
     if starts:
         t0 = float(starts[0]["time"])
     elif len(requests):
-        t0 = float(requests["start"].min())
+        t0 = first
     else:
         times = [float(e["time"]) for e in timeline if _is_number(e.get("time"))]
         t0 = min(times) if times else 0.0
@@ -42,7 +61,7 @@ def run_window(
     if ends:
         load_end = float(ends[0]["time"])
     elif len(requests):
-        load_end = float(requests["end"].max())
+        load_end = last
     else:
         load_end = t0
     return t0, max(t0, load_end)
