@@ -303,6 +303,8 @@ def _experiment_file(tmp_path: Path) -> Path:
         "title": "cluster dry run",
         "description": "x",
         "configuration": {"down": 30},
+        "controls": [{"name": "gpuchaos-timeline",
+                      "provider": {"type": "python", "module": "harness.chaos.controls"}}],
         "extensions": [{
             "name": "gpuchaos",
             "platform": {"kind": "kubernetes", "context": CONTEXT},

@@ -60,7 +60,8 @@ def test_old_argument_names_still_load(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        (-20, "greater than or equal to 0"),
+        (-20, "greater than 0"),
+        (0, "greater than 0"),  # a timed fault held 0 s is no fault
         ("soon", "valid number"),
         (".inf", "finite number"),
     ],
