@@ -113,11 +113,33 @@ def gpuchaos_run_cmd(out: Path, **overrides: object) -> list[str]:
     return args
 
 
+#: What the shared run's GitHub step summary held before the run (as an earlier step's).
+EARLIER_STEP = "# earlier step\n"
+
+
 @pytest.fixture(scope="session")
 def node_loss_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
-    """One real short run: (run folder, exit code, everything it printed)."""
+    """One real short run: (run folder, exit code, everything it printed). It runs as on
+    GitHub Actions (``GITHUB_ACTIONS=true``, a step summary file next to the run folder:
+    :func:`step_summary_of`), so the CI-output tests read the same run instead of making
+    their own; the annotations are extra lines of its output."""
     out = tmp_path_factory.mktemp("node-loss") / "run"
+    summary = step_summary_of(out)
+    summary.write_text(EARLIER_STEP)
+    env = {**os.environ, "GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    env.pop("GITHUB_WORKSPACE", None)
     proc = subprocess.run(
-        gpuchaos_run_cmd(out), cwd=ROOT, capture_output=True, text=True, timeout=240, check=False
+        gpuchaos_run_cmd(out),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env=env,
     )
     return out, proc.returncode, proc.stdout + proc.stderr
+
+
+def step_summary_of(run_dir: Path) -> Path:
+    """The ``$GITHUB_STEP_SUMMARY`` file of the shared run."""
+    return run_dir.parent / "step_summary.md"
