@@ -45,7 +45,6 @@ from harness.scoring.analytics import (
 )
 from harness.scoring.instrument import has_lag, parse_lag
 from harness.scoring.intake import MAX_SPAN_S, drop_far_off, events_near, warn_far_off
-from harness.scoring.lenient import warn
 from harness.scoring.parts import (
     ARRAYS,
     COLUMNS,
@@ -69,10 +68,9 @@ from harness.scoring.slis import (
     LIGHT,
     QUANTILES,
     RequestArrays,
-    _complete_length,
     _empty_requests,
-    _Prefix,
     figures_from,
+    open_complete_lines,
     parse_requests,
 )
 from harness.scoring.source import Window
@@ -117,24 +115,11 @@ class ChunkedRequests:
         rules and with the warnings of :func:`harness.scoring.slis.read_requests`."""
         path = os.fspath(path)
         out = cls(folder, max(1000, block_bytes // 64), timeout_ms, slos)
-        try:
-            fh = open(path, "rb")  # noqa: SIM115
-        except FileNotFoundError as exc:
-            raise ScoringError(f"{path}: request log not found") from exc
-        except OSError as exc:
-            raise ScoringError(f"{path}: cannot read request log: {exc.strerror or exc}") from exc
         said: list[str] = []
-        with fh:
+        with open_complete_lines(path, warnings) as reader:
+            if reader is None:
+                return out
             try:
-                size = os.fstat(fh.fileno()).st_size
-                length = _complete_length(fh, size)
-                if length < size:
-                    warn(warnings, path, f"skipped a torn last line ({size - length} bytes)")
-                if length == 0:
-                    warn(warnings, path, "no complete lines: no requests to score")
-                    return out
-                fh.seek(0)
-                reader = io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20)
                 header = reader.readline()
                 if has_lag(header):
                     out.lag = LagParts(folder, out.rows_per_part)

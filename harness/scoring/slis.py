@@ -24,10 +24,12 @@ Everything is vectorized (no Python loops over rows) so ten million records scor
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +136,20 @@ def read_requests(
     :class:`ScoringError` naming the path.
     """
     path = os.fspath(path)
+    with open_complete_lines(path, warnings) as reader:
+        if reader is None:
+            return _empty_requests()
+        try:
+            return parse_requests(reader, path, warnings=warnings)
+        except OSError as exc:
+            raise ScoringError(f"{path}: cannot read request log: {exc}") from exc
+
+
+@contextlib.contextmanager
+def open_complete_lines(path: str, warnings: list[str] | None) -> Iterator[Any]:
+    """A reader over the complete lines of the request log at ``path`` (None when it has
+    none), a torn last line skipped with a warning; a missing or unreadable file is a
+    ScoringError. Shared by the in-memory and the chunked readers."""
     try:
         fh = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError as exc:
@@ -144,16 +160,16 @@ def read_requests(
         try:
             size = os.fstat(fh.fileno()).st_size
             length = _complete_length(fh, size)
-            if length < size:
-                warn(warnings, path, f"skipped a torn last line ({size - length} bytes)")
-            if length == 0:
-                warn(warnings, path, "no complete lines: no requests to score")
-                return _empty_requests()
             fh.seek(0)
-            reader = io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20)
-            return parse_requests(reader, path, warnings=warnings)
         except OSError as exc:
             raise ScoringError(f"{path}: cannot read request log: {exc}") from exc
+        if length < size:
+            warn(warnings, path, f"skipped a torn last line ({size - length} bytes)")
+        if length == 0:
+            warn(warnings, path, "no complete lines: no requests to score")
+            yield None
+        else:
+            yield io.BufferedReader(_Prefix(fh, length), buffer_size=1 << 20)
 
 
 def parse_requests(
