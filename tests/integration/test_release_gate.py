@@ -91,7 +91,10 @@ def test_gate_fails_readably_when_an_slo_is_tightened(team_repo: Path, gate_out:
     assert p99["objective"] == 1.0 and p99["passed"] is False
     # the assertion names the SLO, the measured value against the objective, the folder
     assert p99["window"] == "steady"  # the experiment's window for p99: after recovery
-    line = f"p99_latency_ms: measured {p99['measured']:g} ms, objective <= 1 ms (steady)"
+    # a busy machine may never hold a 1 ms p99, so the run never recovers and the steady
+    # window is empty: the line then says "n/a" (nothing measured counts as missed)
+    measured = "n/a" if p99["measured"] is None else f"{p99['measured']:g} ms"
+    line = f"p99_latency_ms: measured {measured}, objective <= 1 ms (steady)"
     assert line in run.output, run.output
     assert f"run folder: {run.run_dir}" in run.output
     assert re.search(r"node-loss-gate: \d+ SLO\(s\) missed", run.output)
