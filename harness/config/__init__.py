@@ -18,6 +18,7 @@ X`` is the one way in:
 - :mod:`~harness.config.shapes` and :mod:`~harness.config.load`: ``load`` and its shape
 - :mod:`~harness.config.slos`: ``slos``
 - :mod:`~harness.config.stop_conditions`: ``stop_conditions``
+- :mod:`~harness.config.telemetry`: ``telemetry`` (DCGM through Prometheus)
 - :mod:`~harness.config.harness`: ``HarnessSpec``, the whole ``gpuchaos`` block
 """
 
@@ -49,6 +50,7 @@ from harness.config.shapes import (
 )
 from harness.config.slos import SLO_NAMES, WINDOW_NAMES, SLOSpec
 from harness.config.stop_conditions import StopCondition
+from harness.config.telemetry import TelemetrySpec
 from harness.config.workload import WORKLOAD_MODELS, WORKLOAD_MODULES, WorkloadSpec
 
 __all__ = [
@@ -79,6 +81,7 @@ __all__ = [
     "StepShape",
     "StopCondition",
     "StrictModel",
+    "TelemetrySpec",
     "TraceShape",
     "WorkloadSpec",
     "read_trace",

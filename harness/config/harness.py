@@ -15,6 +15,7 @@ from harness.config.platform_kubernetes import KubernetesPlatformSpec
 from harness.config.platform_local import LocalPlatformSpec
 from harness.config.slos import SLOSpec
 from harness.config.stop_conditions import StopCondition
+from harness.config.telemetry import TelemetrySpec
 from harness.config.workload import WorkloadSpec
 
 #: The ``name`` of the experiment's extension block that this model reads.
@@ -64,6 +65,10 @@ class HarnessSpec(StrictModel):
         gt=0,
         le=MAX_INTERVAL_S,
         description=f"Sampling period of telemetry, seconds; at most {MAX_INTERVAL_S} (1 hour).",
+    )
+    telemetry: TelemetrySpec = Field(
+        default_factory=TelemetrySpec,
+        description="Extra telemetry sources (DCGM through Prometheus: prometheus_url).",
     )
     stop_conditions: list[StopCondition] = Field(
         default_factory=list,

@@ -197,6 +197,18 @@ class KubernetesPlatformSpec(StrictModel):
     device_plugin: DevicePluginSpec = Field(
         default_factory=DevicePluginSpec, description="The NVIDIA device plugin's pods."
     )
+    fault_token_secret: str | None = Field(
+        default=None,
+        description=(
+            "Secret (key 'token') holding the workload's fault-hook token. deploy true: the "
+            "harness creates it with a random token (default name <name>-fault-token) and "
+            "the pods read it as GPUCHAOS_FAULT_TOKEN; deploy false: an existing Secret the "
+            "pods already read (unset: <name>-fault-token, if it exists; hook faults are "
+            "refused without it)."
+        ),
+        pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$",
+        max_length=253,
+    )
     rollout_timeout_s: float = Field(
         default=600.0,
         gt=0,
@@ -233,6 +245,11 @@ class KubernetesPlatformSpec(StrictModel):
         if not self.gpu_node_selector:
             raise ValueError("gpu_node_selector must name at least one label")
         return self
+
+    @property
+    def token_secret(self) -> str:
+        """The name of the fault-token Secret (see ``fault_token_secret``)."""
+        return self.fault_token_secret or f"{self.name}-fault-token"
 
     @property
     def pod_labels(self) -> dict[str, str]:

@@ -40,6 +40,7 @@ from harness.config import (
     SpikeShape,
     StepShape,
     StopCondition,
+    TelemetrySpec,
     TraceShape,
     WorkloadSpec,
 )
@@ -72,6 +73,7 @@ BASES: dict[str, dict[str, Any]] = {
         "load": _LOAD,
         "slos": {},
         "stop_conditions": [{"metric": "error_rate", "above": 0.5}],
+        "telemetry": {},
     },
     "kubernetes": {
         "name": "gpuchaos",
@@ -129,6 +131,7 @@ BLOCKS: list[tuple[str, str, type[BaseModel]]] = [
     ("local", "load.prompt_words", LengthDistribution),
     ("local", "slos", SLOSpec),
     ("local", "stop_conditions[0]", StopCondition),
+    ("local", "telemetry", TelemetrySpec),
     ("kubernetes", "platform", KubernetesPlatformSpec),
     ("kubernetes", "platform.autoscaling", KedaSpec),
     ("kubernetes", "platform.device_plugin", DevicePluginSpec),
