@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit test-integration test-gpu test-k8s lint format clean bench \
-	bench-workload bench-load bench-gameday
+	bench-workload bench-load bench-gameday docs docs-serve
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,6 +56,12 @@ bench-load: $(STAMP) ## Recording Locust users vs a plain FastHttpUser side by s
 bench-gameday: $(STAMP) ## A game day's reset between experiments vs redeploying the workload, on CPU (goal < 1/4)
 	$(BIN)/python benchmarks/bench_gameday_reset.py $(ARGS)
 
+docs: $(STAMP) ## Build the docs site into site/ (strict: a broken link or anchor fails; works offline)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP) ## Serve the docs site on http://127.0.0.1:8000, rebuilt on every change
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8000
+
 lint: $(STAMP) ## ruff (lint and format check) and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -66,4 +72,4 @@ format: $(STAMP) ## Apply ruff's formatting and fixes
 	$(BIN)/ruff check --fix .
 
 clean: ## Remove the venv and caches (keeps results/)
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info site
