@@ -34,6 +34,8 @@ EventKind = Literal[
     "phase",
     "abort",
     "drill_action",  # a trainee's action in a drill (harness.drill.actions)
+    "gpu_unhealthy",  # a node's GPU lost under running replicas (lose_gpu): none starts there
+    "gpu_healthy",  # its GPU back
 ]
 
 

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from workloads.faulthook import cuda_error_message, is_cuda_error
 from workloads.guards import DisconnectGuard, ReadLimits, read_timeout_h11_protocol
 from workloads.metrics import STARTUP_STAGES, ReplicaMetrics
 
@@ -401,4 +402,14 @@ def engine_failure(
     if metrics is not None:
         metrics.engine_error(kind)
         metrics.failed_requests.inc(count)
-    return "out of memory" if kind == "oom" else f"engine error: {type(exc).__name__}"
+    if kind == "oom":
+        return "out of memory"
+    if is_cuda_error(exc):  # a poisoned context: the client sees the CUDA error itself
+        return cuda_error_message(exc)
+    return f"engine error: {type(exc).__name__}"
+
+
+def failure_status(exc: BaseException) -> int:
+    """The status a failed forward's requests get: 500 for a CUDA error (the context is
+    broken, not busy: a retry here fails the same way), else 503."""
+    return 500 if is_cuda_error(exc) else 503

@@ -140,6 +140,14 @@ class WorkloadSpec(StrictModel):
             "(7 days)."
         ),
     )
+    liveness: Literal["shallow", "deep"] = Field(
+        default="shallow",
+        description=(
+            "What the server's /health/live checks: 'shallow' (the process answers HTTP) or "
+            "'deep' (a tiny computation on the device within a time limit: a poisoned CUDA "
+            "context fails it, so a liveness probe restarts the replica)."
+        ),
+    )
     extra_args: list[str] = Field(
         default_factory=list, description="Extra command-line arguments for each replica."
     )
@@ -179,4 +187,6 @@ class WorkloadSpec(StrictModel):
                 args.append("--no-cuda-graphs")
         else:
             args += ["--max-batch-delay-ms", str(self.max_batch_delay_ms)]
+        if self.liveness != "shallow":
+            args += ["--liveness", self.liveness]
         return [*args, *self.extra_args]

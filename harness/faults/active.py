@@ -128,11 +128,13 @@ def begin(
     ttl_s: float,
     run_dir: Path | None = None,
     k8s: dict[str, str] | None = None,
+    hook: dict[str, str] | None = None,
 ) -> ActiveFault:
     """Write the state file and start the reverter; call before the fault takes effect."""
     record = new_record(kind, fault, target, ttl_s, str(run_dir or ""))
     record.targets = list(targets)
     record.k8s = dict(k8s or {})
+    record.hook = dict(hook or {})
     record.save()
     log_path = RunDir(run_dir).reverter_log if run_dir is not None else None
     active = ActiveFault(record, _start_reverter(record.path, log_path))

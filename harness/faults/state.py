@@ -25,8 +25,9 @@ from harness.faults.procfs import same_process, start_time
 
 log = logging.getLogger(__name__)
 
-#: k8s: a cluster fault (cordon, node delete) undone through the API, see ``k8s`` below.
-RecordKind = Literal["stop", "rlimit", "process", "k8s"]
+#: k8s: a cluster fault (cordon, node delete) undone through the API, see ``k8s`` below;
+#: hook: a fault of a replica's fault hook (a throttle) undone by a ``clear``, see ``hook``.
+RecordKind = Literal["stop", "rlimit", "process", "k8s", "hook"]
 
 
 def state_dir() -> Path:
@@ -70,6 +71,9 @@ class FaultRecord:
     # kind k8s: what harness.platforms.kubernetes.ttl needs to undo it (kubeconfig, context,
     # node, action, saved manifest)
     k8s: dict[str, str] = field(default_factory=dict)
+    # kind hook: the replica's fault hook (host, port, token; the token is a secret, kept in
+    # the state folder, which is mode 0700)
+    hook: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -161,6 +165,14 @@ def revert_record(record: FaultRecord) -> list[int]:
         except Exception as exc:  # kept on disk: gpuchaos cleanup can try again
             log.error("reverting %s in the cluster failed: %s", record.id, exc)
             return done
+    if record.kind == "hook":
+        from harness.faults.hookclient import clear
+
+        if clear(record.hook):
+            done.extend(t.pid for t in record.targets)
+        with contextlib.suppress(FileNotFoundError):
+            record.path.unlink()
+        return done
     for t in record.targets:
         try:
             if revert_target(record.kind, t):

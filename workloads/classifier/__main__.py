@@ -8,7 +8,7 @@ _STARTED = time.perf_counter()
 
 import argparse  # noqa: E402
 
-from workloads import cli  # noqa: E402
+from workloads import cli, faulthook  # noqa: E402
 from workloads.classifier.config import (  # noqa: E402
     CLASSIFIER_CONFIGS,
     ClassifierSettings,
@@ -32,11 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     cli.add_admission_args(parser)
     cli.add_process_args(parser)
+    faulthook.add_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    faulthook.check_bind_or_exit(args.host, args.fault_hook_remote)
     cli.configure_logging(args.log_level)
     settings = ClassifierSettings(
         host=args.host,
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         body_timeout_s=args.body_timeout_s,
         seed=args.seed,
         threads=args.threads,
+        liveness=args.liveness,
     )
     from workloads.classifier.server import serve
 

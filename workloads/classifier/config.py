@@ -55,3 +55,4 @@ class ClassifierSettings:
     threads: int
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
+    liveness: str = "shallow"  # shallow | deep (workloads.faulthook)

@@ -22,7 +22,15 @@ import torch
 
 from workloads.classifier.metrics import ClassifierMetrics
 from workloads.classifier.model import CLASSIFIER_CONFIGS, ResNet, build_classifier
-from workloads.common import StartupTimes, engine_failure, init_device, is_oom, queue_full
+from workloads.common import (
+    StartupTimes,
+    engine_failure,
+    failure_status,
+    init_device,
+    is_oom,
+    queue_full,
+)
+from workloads.faulthook import HOOK
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +215,8 @@ class BatchingEngine:
         started = time.perf_counter()
         try:
             images = np.concatenate([r.images for r in live]) if len(live) > 1 else live[0].images
-            logits = self._forward(images)
+            with HOOK.step():
+                logits = self._forward(images)
         except Exception as exc:
             self._failed_batch(live, exc)
             return
@@ -233,8 +242,9 @@ class BatchingEngine:
             "batch of %d request(s) failed (%s): %s: %s", len(batch), kind, type(exc).__name__, exc
         )
         message = engine_failure(exc, kind, len(batch), self.device.type, self._metrics)
+        status = failure_status(exc)
         for request in batch:
-            _fail(request, InferenceFailed(message, 503))
+            _fail(request, InferenceFailed(message, status))
 
 
 def _fail(request: InferRequest, error: InferenceFailed) -> None:

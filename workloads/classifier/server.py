@@ -30,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp
 
+from workloads import faulthook
 from workloads.classifier.config import CLASSIFIER_CONFIGS, ClassifierSettings
 from workloads.classifier.metrics import ClassifierMetrics
 from workloads.classifier.oom import OomGuard, oom_safe_h11_protocol
@@ -173,8 +174,11 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
     # /health/* too: the local platform's supervisor probes the same paths for every workload
     @app.get("/v2/health/live")
     @app.get("/health/live")
-    async def live() -> dict[str, Any]:
-        return {"live": True}
+    async def live() -> JSONResponse:
+        problem = await faulthook.liveness(settings.liveness, replica.ready)
+        if problem is not None:
+            return JSONResponse({"live": False, "error": problem}, status_code=503)
+        return JSONResponse({"live": True})
 
     @app.get("/v2/health/ready")
     @app.get("/health/ready")
@@ -263,7 +267,9 @@ def create_app(replica: ClassifierReplica) -> FastAPI:
 
 
 def build_asgi_app(replica: ClassifierReplica) -> ASGIApp:
-    return ReplicaHeaderMiddleware(create_app(replica), replica.settings.replica_id)
+    settings = replica.settings
+    app = faulthook.mount(create_app(replica), settings.device)
+    return ReplicaHeaderMiddleware(app, settings.replica_id)
 
 
 def serve(settings: ClassifierSettings, started: float | None = None) -> int:

@@ -9,7 +9,7 @@ _STARTED = time.perf_counter()
 import argparse  # noqa: E402
 import logging  # noqa: E402
 
-from workloads import cli  # noqa: E402
+from workloads import cli, faulthook  # noqa: E402
 from workloads.llm.config import (  # noqa: E402
     MODEL_CONFIGS,
     ServerSettings,
@@ -48,11 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CUDA: run decode steps eagerly instead of as CUDA graphs",
     )
     cli.add_process_args(parser)
+    faulthook.add_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    faulthook.check_bind_or_exit(args.host, args.fault_hook_remote)
     cli.configure_logging(args.log_level)
     settings = ServerSettings(
         host=args.host,
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         max_tokens_limit=args.max_tokens_limit,
         seed=args.seed,
         threads=args.threads,
+        liveness=args.liveness,
         max_queue_size=args.max_queue_size,
         request_timeout_s=args.request_timeout_s,
         shutdown_grace_s=args.shutdown_grace_s,

@@ -75,6 +75,7 @@ class ServerSettings:
     kv_cache: str = "preallocate"
     gpu_memory_utilization: float | None = None
     cuda_graphs: bool = True
+    liveness: str = "shallow"  # shallow | deep (workloads.faulthook)
 
     @property
     def model_config(self) -> ModelConfig:

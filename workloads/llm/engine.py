@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from workloads.common import StartupTimes, init_device, queue_full
+from workloads.faulthook import HOOK
 from workloads.llm.config import MODEL_CONFIGS, ModelConfig, is_cuda
 from workloads.llm.events import FINISH_LENGTH, ErrorEvent, GenerationRequest, TokenEvent
 from workloads.llm.failures import emit, fail, time_out
@@ -314,8 +315,9 @@ class Engine:
         prompt = request.prompt_ids[-n_ctx:]
         slot = len(self._running)
         try:
-            logits = model.prefill(torch.tensor(prompt, device=self.device), cache, slot)
-            token = int(logits.argmax().item())
+            with HOOK.step():
+                logits = model.prefill(torch.tensor(prompt, device=self.device), cache, slot)
+                token = int(logits.argmax().item())
         except Exception as exc:
             fail([request], exc, "prefill", self.device.type, self._metrics)
             return
@@ -363,7 +365,8 @@ class Engine:
         if not running:
             return
         try:
-            tokens = self._forward(running).argmax(dim=-1).tolist()
+            with HOOK.step():
+                tokens = self._forward(running).argmax(dim=-1).tolist()
         except Exception as exc:
             failed = [r.request for r in running]
             running.clear()

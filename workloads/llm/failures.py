@@ -3,15 +3,16 @@
 Every outcome reaches the client as an event on the request's sink (:func:`emit`); a sink
 that raises means its consumer is gone, so the request is cancelled. A request past its
 deadline fails with 504 (:func:`time_out`, counted as rejected for timeout); a forward that
-raises fails only the requests it was computing, with 503 (:func:`fail`; after an out of
-memory the memory is given back and counted apart, see :func:`workloads.common.engine_failure`).
+raises fails only the requests it was computing, with 503 (:func:`fail`; 500 with the error's
+own text for a CUDA error, a poisoned context; after an out of memory the memory is given
+back and counted apart, see :func:`workloads.common.engine_failure`).
 """
 
 from __future__ import annotations
 
 import logging
 
-from workloads.common import engine_failure, is_oom
+from workloads.common import engine_failure, failure_status, is_oom
 from workloads.llm.events import ErrorEvent, GenerationEvent, GenerationRequest
 from workloads.llm.metrics import Metrics
 
@@ -54,5 +55,7 @@ def fail(
         exc,
     )
     message = engine_failure(exc, kind, len(requests), device_type, metrics)
+    status = failure_status(exc)
+    text = message if status == 500 else f"{message} during {stage}"
     for request in requests:
-        emit(request, ErrorEvent(f"{message} during {stage}", status=503))
+        emit(request, ErrorEvent(text, status=status))

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, ValidationErr
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp
 
-from workloads import common
+from workloads import common, faulthook
 from workloads.common import (
     REPLICA_HEADER,
     QueueFull,
@@ -160,8 +160,12 @@ def create_app(replica: Replica) -> FastAPI:
     created = int(time.time())
 
     @app.get("/health/live")
-    async def live() -> dict[str, str]:
-        return {"status": "alive", "replica_id": settings.replica_id}
+    async def live() -> JSONResponse:
+        problem = await faulthook.liveness(settings.liveness, replica.ready)
+        if problem is not None:
+            doc = {"status": "dead", "replica_id": settings.replica_id, "error": problem}
+            return JSONResponse(doc, 503)
+        return JSONResponse({"status": "alive", "replica_id": settings.replica_id})
 
     @app.get("/health/ready")
     async def ready() -> JSONResponse:
@@ -339,7 +343,9 @@ async def _stream(
 
 def build_asgi_app(replica: Replica) -> ASGIApp:
     """The app as served: FastAPI wrapped so every response carries the replica header."""
-    return ReplicaHeaderMiddleware(create_app(replica), replica.settings.replica_id)
+    settings = replica.settings
+    app = faulthook.mount(create_app(replica), settings.device)
+    return ReplicaHeaderMiddleware(app, settings.replica_id)
 
 
 def serve(settings: ServerSettings, started: float | None = None) -> int:

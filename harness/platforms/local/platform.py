@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from harness.config import LocalPlatformSpec, WorkloadSpec
 from harness.errors import PlatformError, WorkloadNotReady
+from harness.faults.hookclient import TOKEN_ENV as FAULT_TOKEN_ENV
 from harness.platforms.base import ReplicaInfo
 from harness.platforms.local.autoscaler import Autoscaler
 from harness.platforms.local.devices import resolve_device
@@ -93,6 +95,7 @@ class LocalPlatform:
         self._cordoned: dict[str, int] = {}  # cordoned node -> its capacity before
         self._started = False
         self._stopped = False
+        self._fault_tokens: dict[str, str] = {}  # replica id -> its fault hook's token
 
     # -- Platform protocol ------------------------------------------------------------
 
@@ -359,6 +362,30 @@ class LocalPlatform:
         self._supervisor.wake()
         return proc.pid
 
+    def fault_token(self, replica_id: str) -> str | None:
+        """The token of the replica's fault hook (given at its latest start); None when it
+        was never started."""
+        with self._supervisor.lock:
+            return self._fault_tokens.get(replica_id)
+
+    def set_gpu_healthy(self, node: str, healthy: bool, xid: int | None = None) -> bool:
+        """Mark the GPU of ``node`` unhealthy (its replicas keep running, but none starts
+        there: one due to start goes to a node with room, else waits, as the device plugin
+        and the scheduler do after an XID) or healthy again; False when it already was so.
+        Reported as ``gpu_unhealthy`` (with the ``xid`` it stands for) / ``gpu_healthy``."""
+        self._check_node(node)
+        if not self._supervisor.set_gpu_healthy(node, healthy):
+            return False
+        details = {} if xid is None else {"xid": xid}
+        self.timeline.emit("gpu_healthy" if healthy else "gpu_unhealthy", node, details)
+        log.info("GPU of node %s %s", node, "healthy again" if healthy else "unhealthy")
+        return True
+
+    def gpu_healthy(self, node: str) -> bool:
+        self._check_node(node)
+        with self._supervisor.lock:
+            return node not in self._supervisor.gpu_unhealthy
+
     def log_path(self, replica_id: str) -> Path:
         return self.log_dir / replica_log_name(replica_id)
 
@@ -380,6 +407,10 @@ class LocalPlatform:
         ]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        # a fresh secret per start: the replica's fault hook answers only to the harness
+        token = env[FAULT_TOKEN_ENV] = secrets.token_urlsafe(24)
+        with self._supervisor.lock:
+            self._fault_tokens[replica.id] = token
         if replica.device == "cpu":
             env["OMP_NUM_THREADS"] = str(self.spec.torch_threads)
         header = f"=== gpuchaos {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}"

@@ -61,6 +61,9 @@ class Supervisor:
         #: only to nodes below it
         self.capacity: dict[str, int] = dict(capacity or {})
         self.devices: dict[str, str] = dict(devices or {})
+        #: nodes whose GPU is unhealthy (lost under running replicas, ``lose_gpu``): up, but
+        #: no replica starts there; one due to start moves to a node with room, else waits
+        self.gpu_unhealthy: set[str] = set()
         self.liveness = liveness
         self._launch = launch
         self._timeline = timeline
@@ -170,9 +173,21 @@ class Supervisor:
 
     def room(self, node: str) -> int:
         """How many more replicas ``node`` can take; under lock."""
-        if not self.node_up.get(node, False):
+        if not self.node_up.get(node, False) or node in self.gpu_unhealthy:
             return 0
         return max(0, self.capacity.get(node, 0) - self.assigned(node))
+
+    def set_gpu_healthy(self, node: str, healthy: bool) -> bool:
+        """Mark the GPU of ``node`` healthy or not; False when it already was so."""
+        with self.lock:
+            if healthy == (node not in self.gpu_unhealthy):
+                return False
+            if healthy:
+                self.gpu_unhealthy.discard(node)
+            else:
+                self.gpu_unhealthy.add(node)
+        self._wake.set()
+        return True
 
     def reschedule(self) -> dict[str, str]:
         """Place the replicas of down nodes on up nodes with room (most room first, like a
@@ -288,6 +303,14 @@ class Supervisor:
                     else:
                         events.append(self._crashed_locked(r, r.proc.pid, returncode, now))
                 elif (
+                    r.next_start_at is not None
+                    and r.next_start_at <= now
+                    and r.node in self.gpu_unhealthy
+                ):
+                    event = self._off_unhealthy_gpu_locked(r, now)
+                    if event is not None:
+                        events.append(event)
+                elif (
                     r.next_start_at is not None and r.next_start_at <= now and self.node_up[r.node]
                 ):
                     r.next_start_at = None  # claimed by this tick
@@ -317,6 +340,25 @@ class Supervisor:
         if reason is not None:
             details["reason"] = reason
         return ("replica_exit", r.id, details)
+
+    def _off_unhealthy_gpu_locked(self, r: Replica, now: float) -> Event | None:
+        """A replica due to start on a node whose GPU is unhealthy: placed on the node with
+        most room (a ``scale`` event), as the scheduler does once the device plugin marks
+        the GPU unhealthy; else it waits there (one ``scale`` event saying so)."""
+        was = r.node
+        reason = f"GPU of {was} unhealthy"
+        candidates = [n for n in self.node_up if self.room(n) > 0]
+        if not candidates:
+            if r.state == "pending":
+                return None
+            r.state = "pending"
+            return ("scale", "scheduler", {"reason": reason, "pending": [r.id]})
+        to = max(candidates, key=lambda n: (n == r.home, self.room(n)))
+        r.node, r.device = to, self.devices.get(to, r.device)
+        r.consecutive_crashes = 0
+        self._schedule(r, now)
+        log.info("replica %s: %s, placed on %s", r.id, reason, to)
+        return ("scale", "scheduler", {"reason": reason, "rescheduled": {r.id: to}})
 
     def _start_replica(self, r: Replica) -> None:
         port = free_port()
