@@ -10,6 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from harness.alerts.view import summary_rows
+from harness.report.capacity import capacity_summary
+
 _ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "incomplete": "⚠️"}
 
 
@@ -74,6 +77,7 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
             f"| capacity return | {_v(rec.get('capacity_return_s'), 's')} |",
             f"| requests lost | {_v(rec.get('requests_lost'))} |",
         ]
+        lines += summary_rows(scorecard)  # time to alert (harness.alerts)
         faults = rec.get("per_fault") or []
         if len(faults) > 1:
             lines += [
@@ -92,6 +96,7 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
                 )
     else:
         lines.append("| fault | none |")
+    lines += capacity_summary(scorecard)  # preflight and the capacity chain
     run = scorecard.get("run") or {}
     lines += [
         "",

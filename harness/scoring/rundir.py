@@ -25,6 +25,7 @@ import yaml
 from pydantic import ValidationError
 
 from harness import __version__
+from harness.alerts.scorecard import scorecard_alerts
 from harness.config import EXTENSION_NAME, HarnessSpec
 from harness.errors import ConfigError, HarnessError, ScoringError
 from harness.records import COLUMNS
@@ -231,6 +232,7 @@ def _score_logs(
         warnings=warnings,
     )
     _add_chaos(card, journal, card["warnings"])
+    card["alerts"] = scorecard_alerts(requests, timeline, spec.slos, timeout_ms)
     if write:
         paths.scorecard.write_text(
             json.dumps(card, indent=2, allow_nan=False) + "\n", encoding="utf-8"

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     (
         "harness.chaos", "harness.load", "harness.report", "harness.scoring",
         "harness.telemetry", "harness.progress", "harness.compare", "harness.cleanup",
-        "harness.scorecard_model", "harness.live",
+        "harness.scorecard_model", "harness.live", "harness.alerts",
     ),
     ("harness.history", "harness.ci"),
     ("harness.experiment",),
