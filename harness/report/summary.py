@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.alerts.view import summary_rows
-from harness.report.capacity import capacity_summary
 
 _ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "incomplete": "⚠️"}
 
@@ -96,7 +95,6 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
                 )
     else:
         lines.append("| fault | none |")
-    lines += capacity_summary(scorecard)  # preflight and the capacity chain
     run = scorecard.get("run") or {}
     lines += [
         "",
