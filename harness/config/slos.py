@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, model_validator
 
 from harness.config.base import (
+    MAX_COUNT,
     MAX_DURATION_S,
     MAX_INTERVAL_S,
     MAX_LATENCY_MS,
@@ -32,6 +33,15 @@ SLO_NAMES: tuple[str, ...] = (
     "throughput_rps",
     "goodput_rps",
     "recovery_s",
+)
+
+#: GPU objectives (:mod:`harness.scoring.gpu_slos`), after the others in the scorecard: they
+#: read ``telemetry.csv`` (NVML locally, DCGM through Prometheus on Kubernetes) and the
+#: timeline's XID events, over the whole load (no window).
+GPU_SLO_NAMES: tuple[str, ...] = (
+    "gpu_min_utilization_pct",
+    "gpu_max_xid_errors",
+    "gpu_max_idle_gpu_s",
 )
 
 #: Named evaluation windows (see the README's Scoring section); ``load:NAME`` and a number of
@@ -106,6 +116,33 @@ class SLOSpec(StrictModel):
             f"{MAX_DURATION_S} (7 days)."
         ),
     )
+    gpu_min_utilization_pct: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description=(
+            "Min mean GPU utilization during the load, percent (0-100); without GPU "
+            "telemetry it is not met ('n/a: no GPU telemetry')."
+        ),
+    )
+    gpu_max_xid_errors: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_COUNT,
+        description=(
+            "Most XID errors during the run (NVML/DCGM xid samples plus XIDs the faults "
+            f"injected); 0: none allowed; at most {MAX_COUNT:,}."
+        ),
+    )
+    gpu_max_idle_gpu_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_DURATION_S,
+        description=(
+            "Most idle GPU-seconds during the load (GPUs x duration x (1 - utilization)); "
+            f"without GPU telemetry it is not met; at most {MAX_DURATION_S}."
+        ),
+    )
     hold_s: int = Field(
         default=3,
         ge=1,
@@ -140,12 +177,12 @@ class SLOSpec(StrictModel):
 
     @model_validator(mode="after")
     def _known_names(self) -> SLOSpec:
-        for field in ("windows", "weights"):
-            unknown = sorted(set(getattr(self, field)) - set(SLO_NAMES))
+        for field, names in (("windows", SLO_NAMES), ("weights", SLO_NAMES + GPU_SLO_NAMES)):
+            unknown = sorted(set(getattr(self, field)) - set(names))
             if unknown:
                 raise ValueError(
                     f"{field}: unknown objective(s) {', '.join(unknown)}; "
-                    f"expected one of {', '.join(SLO_NAMES)}"
+                    f"expected one of {', '.join(names)}"
                 )
         for name, window in self.windows.items():
             if name == "recovery_s":

@@ -17,6 +17,8 @@ Definitions:
   :mod:`harness.scoring.analytics`), and ``recovery_s`` (``time_to_recover_s`` ``<=``; fails
   when the service did not recover or no fault was injected). An SLO with nothing to measure
   (no requests, an empty window) fails with ``measured`` null and a ``note``.
+  The GPU objectives follow (:mod:`harness.scoring.gpu_slos`), and the ``gpu`` block adds
+  the XIDs seen with NVIDIA's action and the time a lost GPU was unschedulable.
 - **Score**: see :mod:`harness.scoring.resilience`.
 - **Verdict**: ``aborted`` (exit 2) when the timeline has an ``abort`` event (the runner
   stopped the run and said why); else ``incomplete`` (exit 2) when the run did not finish
@@ -47,6 +49,7 @@ from harness.scoring.analytics import (
     resolve_window,
 )
 from harness.scoring.gpu import gpu_figures
+from harness.scoring.gpu_slos import gpu_fault_figures, gpu_slo_entries
 from harness.scoring.instrument import instrument_figures
 from harness.scoring.recovery import analyze_recovery
 from harness.scoring.resilience import resilience_score
@@ -355,6 +358,9 @@ def build_scorecard(
     run: dict[str, Any] = {"t0": t0, "load_end": load_end}
     run.update(source.figures(None, duration))
     entries = _slo_entries(slos, run, recovery, source=source, phases=phases, loads=loads)
+    gpu_block = gpu_figures(telemetry, t0, load_end, slos.price_per_gpu_hour)
+    gpu_block.update(gpu_fault_figures(timeline, telemetry, t0, load_end))
+    entries += gpu_slo_entries(slos, gpu_block)  # after the others, as in SLO_ORDER
     budget = error_budget(source.counts, slos, phases, loads)
     phase_block = _phase_table(source, phases, t0, budget)
     phase_block["load"] = [
@@ -376,7 +382,7 @@ def build_scorecard(
             "goodput_rps": run["goodput_rps"],
             "goodput_ratio": run["goodput_ratio"],
         },
-        "gpu": gpu_figures(telemetry, t0, load_end, slos.price_per_gpu_hour),
+        "gpu": gpu_block,
         "instrument": instrument_figures(telemetry, lag, t0, _shape_end(timeline, t0, load_end)),
         "score": resilience_score(entries, recovery, budget, slos, int(run["requests"])),
     }
