@@ -44,8 +44,8 @@ GPU_SLO_NAMES: tuple[str, ...] = (
     "gpu_max_idle_gpu_s",
 )
 
-#: Named evaluation windows (see the README's Scoring section); ``load:NAME`` and a number of
-#: seconds (rolling window) are accepted too.
+#: Named evaluation windows (see docs/scoring.md, "SLOs and their windows"); ``load:NAME``
+#: and a number of seconds (rolling window) are accepted too.
 WINDOW_NAMES: tuple[str, ...] = ("run", "baseline", "fault", "recovery", "steady")
 
 

@@ -1,6 +1,6 @@
 """The live page's HTTP server: one run's dashboard, on a thread of the harness.
 
-Safety rules (README, "Live dashboard: --serve"), each enforced here:
+Safety rules (docs/telemetry-and-reports.md, "Live dashboard: --serve"), each enforced here:
 
 - It binds 127.0.0.1 unless ``allow_remote`` (``--serve-remote``) says otherwise; a
   non-loopback address without it is a :class:`ConfigError` before anything listens. While

@@ -253,10 +253,10 @@ def render_report(data: RunData) -> str:
         head += f'<p class="bad" id="instrument-warning">{escape(str(warning))}</p>'
     plots = "".join(
         f"<figure>{render(c)}"
-        + (  # measured by tests/integration/test_known_truth.py; figures in the README
+        + (  # measured by tests/integration/test_known_truth.py; figures in docs/scoring.md
             '<figcaption class="note">TTFT is measured at the client and includes its '
             "overhead of about 1 ms at p50 (measured against a known-truth server; see the "
-            "README, &ldquo;How exact is TTFT?&rdquo;).</figcaption>"
+            "docs/scoring.md, &ldquo;How exact is TTFT?&rdquo;).</figcaption>"
             if c.id == "ttft"
             else ""
         )

@@ -47,7 +47,7 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
     if warning:
         lines += [
             f"> ⚠️ **Verdict reached while the instrument was saturated:** {_cell(str(warning))}"
-            ' (see the README, "Is the load generator the bottleneck?").',
+            ' (see docs/scoring.md, "Is the load generator the bottleneck?").',
             "",
         ]
     slos = scorecard.get("slos") or []

@@ -1,6 +1,6 @@
 """Samples telemetry once per interval into ``telemetry.csv`` (time, source, metric, value).
 
-Sources and metrics (one row each per sample; see the README's "Telemetry" table):
+Sources and metrics (one row each per sample; see docs/telemetry-and-reports.md, "Telemetry"):
 
 - ``system``: ``cpu_pct``, ``memory_used_mib`` (psutil).
 - ``gpuN``: ``utilization_pct``, ``memory_used_mib``, ``memory_total_mib``, ``power_w``,

@@ -10,7 +10,7 @@ are scored with the scorer's own functions (:func:`harness.scoring.read_requests
 - TTFT p50 as scored is within 2 ms of the truth. The server measures each request from its
   arrival to its first token written; on a busy machine its own wake-ups come late, so the
   truth is what it delivered, per request (matched by its request number), and the rest of
-  each TTFT is the client-side overhead (printed with ``-s``: the README's figures). The
+  each TTFT is the client-side overhead (printed with ``-s``: figures in docs/scoring.md). The
   claim is about the harness's own overhead, so the client and the server run with a
   priority above the rest of the machine (nice 10 lower, where the test may raise it; set
   ``KNOWN_TRUTH_NICE_BOOST=0`` to measure them starved like any other process): on two
