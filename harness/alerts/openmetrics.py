@@ -82,7 +82,7 @@ def openmetrics_lines(slis: RunSLIs) -> Iterator[str]:
     yield "# EOF"
 
 
-def test_file(rule_file: str, slis: RunSLIs, alert_names: list[str]) -> dict[str, Any]:
+def promtool_test_doc(rule_file: str, slis: RunSLIs, alert_names: list[str]) -> dict[str, Any]:
     """A ``promtool test rules`` document: the run's series from time 0 (= ``t0``), and an
     ``alert_rule_test`` expecting no alert at every second for every alert name, so that
     promtool reports each (alert, second) where one fired."""

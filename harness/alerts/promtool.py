@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from harness.alerts.burnrate import episodes, outcome
-from harness.alerts.openmetrics import test_file
+from harness.alerts.openmetrics import promtool_test_doc
 from harness.alerts.sli import RunSLIs
 from harness.errors import ConfigError, HarnessError
 
@@ -151,7 +151,7 @@ def evaluate_rule_file(rules: Path, slis: RunSLIs) -> list[dict[str, Any]]:
         if not names:
             return []
         test = scratch / "test.yaml"
-        doc = test_file(str(rule_file), slis, names)
+        doc = promtool_test_doc(str(rule_file), slis, names)
         test.write_text(yaml.safe_dump(doc, sort_keys=False, width=1 << 30), "utf-8")
         proc = _run([promtool, "test", "rules", str(test)], scratch)
     fired = firing_times(proc.stdout + proc.stderr, names)
