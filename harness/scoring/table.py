@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from harness.alerts.view import headline
+
 
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
@@ -90,6 +92,9 @@ def _analytics_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
             + ("" if ratio is None else f" ({100.0 * ratio:.2f}% of requests)"),
         )
     )
+    alerts = headline(scorecard.get("alerts"))  # the default burn-rate alerts
+    if alerts is not None:
+        pairs.append(("time to alert", alerts))
     gpu = scorecard.get("gpu") or {}
     if not gpu.get("gpus"):
         pairs.append(("GPU", "no GPU telemetry"))
