@@ -378,9 +378,15 @@ def faults_page() -> str:
 
 def _registry_families(registry: Any) -> list[tuple[str, str, str, list[str]]]:
     """(name, type, help, labels) of every family a prometheus_client registry exports."""
+    declared: dict[str, tuple[str, ...]] = {}  # labels of metrics with no child yet
+    for collector in getattr(registry, "_collector_to_names", {}):
+        declared[getattr(collector, "_name", "")] = tuple(getattr(collector, "_labelnames", ()))
     out = []
     for family in registry.collect():
-        labels = sorted({k for s in family.samples for k in s.labels if k != "le"})
+        labels = sorted(
+            {k for s in family.samples for k in s.labels if k != "le"}
+            | set(declared.get(family.name, ()))
+        )
         name = family.name + ("_total" if family.type == "counter" else "")
         out.append((name, family.type, family.documentation, labels))
     return out
