@@ -7,9 +7,13 @@ Sources and metrics (one row each per sample; see docs/telemetry-and-reports.md,
   ``temperature_c``, ``sm_clock_mhz``, ``throttle_reasons`` (bit mask); critical NVML events
   as they happen: ``xid``, ``ecc_single_bit``, ``ecc_double_bit``, ``power_source_change``
   (the value is the event's data, the XID number for ``xid``).
+- with ``telemetry.prometheus_url`` (a cluster): the ``gpuN`` rows come from the DCGM
+  exporter's series through Prometheus instead of NVML (:mod:`harness.telemetry.dcgm`).
 - each replica id: ``cpu_pct``, ``rss_mib`` (psutil), ``gpuN_memory_mib`` (its process's GPU
   memory, NVML), and from its Prometheus ``/metrics``: ``queue_waiting``, ``running``,
-  ``kv_cache_usage`` (0-1), ``oom_total``. A GPU process that is no replica is ``pid-<pid>``.
+  ``kv_cache_usage`` (0-1), ``oom_total``. A pod's ``/metrics`` is read through the API
+  server's pod proxy (the platform's ``metrics_text``). A GPU process that is no replica
+  is ``pid-<pid>``.
 - each node name and ``platform``: ``replicas_ready``.
 - ``harness``: ``sample_ms``, the wall time one sample took, and ``sample_cpu_ms``, the CPU
   time the sampling thread spent on it (the sampler's own overhead; scrapes run in a small
@@ -35,6 +39,7 @@ from typing import Protocol
 
 import psutil
 
+from harness.telemetry.dcgm import DcgmReader
 from harness.telemetry.nvml import GpuEvent, Nvml
 from harness.telemetry.scrape import metrics_text
 
@@ -109,11 +114,19 @@ def scrape_metrics(port: int, timeout_s: float = 0.5) -> dict[str, float]:
     return parse_metrics(metrics_text(port, timeout_s))
 
 
-def _scrape(rep: ReplicaView, timeout_s: float) -> list[tuple[str, str, float]]:
-    if rep.port is None:
-        return []
+#: A platform's own reader of a replica's /metrics text (the kubernetes platform's goes
+#: through the API server's pod proxy); raises OSError or ValueError when it cannot.
+MetricsText = Callable[[str, float], str]
+
+
+def _scrape(
+    rep: ReplicaView, timeout_s: float, reader: MetricsText | None = None
+) -> list[tuple[str, str, float]]:
     with contextlib.suppress(OSError, http.client.HTTPException, ValueError):
-        return [(rep.id, k, v) for k, v in scrape_metrics(rep.port, timeout_s).items()]
+        if rep.port is not None:
+            return [(rep.id, k, v) for k, v in scrape_metrics(rep.port, timeout_s).items()]
+        if reader is not None:
+            return [(rep.id, k, v) for k, v in parse_metrics(reader(rep.id, timeout_s)).items()]
     return []
 
 
@@ -130,6 +143,7 @@ class TelemetrySampler:
         path: Path,
         interval_s: float = 1.0,
         nvml: Nvml | None = None,
+        dcgm: DcgmReader | None = None,
     ) -> None:
         self._platform = platform
         self._path = path
@@ -141,6 +155,7 @@ class TelemetrySampler:
         self._load_procs: dict[int, psutil.Process] = {}
         self._nvml_given = nvml
         self._nvml: Nvml | None = None
+        self._dcgm = dcgm
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="scrape")
         self.samples = 0
         self.sample_s_total = 0.0
@@ -181,7 +196,9 @@ class TelemetrySampler:
         ]
         replicas = self._platform.replicas()
         nvml = self._nvml
-        if nvml is not None and nvml.available:
+        if self._dcgm is not None:  # the GPUs are the cluster's: DCGM's, not this host's
+            rows += self._dcgm.rows()
+        elif nvml is not None and nvml.available:
             rows += nvml.sample({r.pid: r.id for r in replicas if r.pid is not None})
             for ev in nvml.poll_events(now):
                 self.gpu_events.append(ev)
@@ -202,8 +219,11 @@ class TelemetrySampler:
         for pid in [p for p in self._procs if p not in live]:
             del self._procs[pid]
         scrape_timeout = min(0.5, max(0.05, self._interval * 0.5))
-        ready = [r for r in replicas if r.state == "ready" and r.port]
-        for scraped in self._pool.map(lambda r: _scrape(r, scrape_timeout), ready):
+        reader: MetricsText | None = getattr(self._platform, "metrics_text", None)
+        if reader is not None:  # through the API server: allow it a little longer
+            scrape_timeout = min(1.0, max(0.2, self._interval * 0.8))
+        ready = [r for r in replicas if r.state == "ready" and (r.port or reader is not None)]
+        for scraped in self._pool.map(lambda r: _scrape(r, scrape_timeout, reader), ready):
             rows += scraped
         rows += [(node, "replicas_ready", float(n)) for node, n in ready_per_node.items()]
         rows.append(("platform", "replicas_ready", float(sum(ready_per_node.values()))))

@@ -112,11 +112,13 @@ def test_deploys_waits_for_rollout_and_deletes_only_its_objects(
         assert platform.nodes() == ["gpu-a", "gpu-b"]  # GPU nodes only
         assert platform.endpoint == "http://gpuchaos-llm.gpuchaos.svc.cluster.local:8000"
         kinds = [c.kind for c in platform.created]
-        assert kinds == ["Namespace", "Deployment", "Service", "PodDisruptionBudget"]
+        assert kinds == ["Namespace", "Secret", "Deployment", "Service", "PodDisruptionBudget"]
+        assert _objects(cluster, "secrets") == ["gpuchaos-llm-fault-token"]  # the hook's token
         assert _objects(cluster, "deployments") == ["gpuchaos-llm"]
         assert _objects(cluster, "poddisruptionbudgets") == ["gpuchaos-llm"]
         platform.stop()
     assert _objects(cluster, "deployments") == []
+    assert _objects(cluster, "secrets") == []
     assert _objects(cluster, "poddisruptionbudgets") == []
     assert _objects(cluster, "services") == ["keep"]  # not ours: untouched
     assert cluster.h.namespaces == {}
@@ -350,6 +352,7 @@ def test_dry_run_makes_no_mutating_call(
     assert code == 0, out
     for expected in (
         "would create namespace gpuchaos",
+        "would create Secret gpuchaos/gpuchaos-llm-fault-token",
         "would create Deployment gpuchaos/gpuchaos-llm",
         "would cordon and drain node gpu-a (pods: gpuchaos-llm-0)",
         "would terminate pod gpuchaos/gpuchaos-llm-0 on gpu-a",

@@ -3,8 +3,11 @@
 kmock 0.8 stores objects and serves list, watch, get, create, patch and delete, but it
 ignores label and field selectors, has no eviction endpoint, and cannot parse the paths of
 namespaces themselves (``/api/v1/namespaces[/NAME]``). :class:`ClusterEmulator` adds all
-three, serves pod logs set by the test (:attr:`ClusterEmulator.pod_logs`), and logs every
-request (method and path), so that the official client and
+three, serves pod logs set by the test (:attr:`ClusterEmulator.pod_logs`), serves the pod
+proxy (``/api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH``) by passing the request over
+real HTTP to a backend the test runs on loopback for that pod
+(:attr:`ClusterEmulator.pod_backends`, :attr:`ClusterEmulator.backend_factory`), and logs
+every request (method and path), so that the official client and
 chaostoolkit-kubernetes (``cordon_node``, ``drain_nodes``, ``terminate_pods``) act on the
 objects they select. kmock has no
 controllers: :class:`MiniController` stands in for the Deployment and ReplicaSet controllers
@@ -42,6 +45,7 @@ RESOURCES = (
     "v1/services",
     "v1/events",
     "v1/configmaps",
+    "v1/secrets",
     "batch/v1/jobs",
     "apps/v1/deployments",
     "policy/v1/poddisruptionbudgets",
@@ -90,6 +94,12 @@ def field_match(obj: dict[str, Any], selector: str) -> bool:
 
 
 _NAMESPACE_PATH = re.compile(r"^/api/v1/namespaces(?:/([^/]+))?/?$")
+#: The API server's pod proxy: /api/v1/namespaces/NS/pods/NAME[:PORT]/proxy[/PATH]
+_POD_PROXY_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/:]+)(?::(\d+))?/proxy(/.*)?$")
+#: Request headers the API server does not pass on to the pod (hop-by-hop, and the
+#: caller's own credentials).
+_NOT_PROXIED = {"host", "authorization", "connection", "keep-alive", "transfer-encoding",
+                "te", "trailer", "upgrade", "proxy-authorization", "content-length"}  # fmt: skip
 
 
 def _status(code: int, status: str = "Failure") -> aiohttp.web.Response:
@@ -105,6 +115,13 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     log: list[tuple[str, str]]
     namespaces: dict[str, dict[str, Any]]
     pod_logs: dict[tuple[str, str], str]  # (namespace, pod) -> what GET .../log returns
+    #: (namespace, pod) -> the loopback port that pod's proxy requests go to; a pod without
+    #: one answers 503, as the API server does when it cannot dial the pod
+    pod_backends: dict[tuple[str, str], int]
+    #: asked for a backend port of a pod that has none yet (None: no backend)
+    backend_factory: Any
+    #: every proxied request: (method, namespace, pod, port, path, headers passed on)
+    proxied: list[tuple[str, str, str, str, str, dict[str, str]]]
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -112,6 +129,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         self.log = []
         self.namespaces = {}
         self.pod_logs = {}
+        self.pod_backends = {}
+        self.backend_factory = None
+        self.proxied = []
         for res in RESOURCES:
             self.resources[res] = {}
 
@@ -120,7 +140,51 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         match = _NAMESPACE_PATH.match(raw_request.path)
         if match is not None:
             return await self._namespace(raw_request, match.group(1))
+        proxy = _POD_PROXY_PATH.match(raw_request.path)
+        if proxy is not None:
+            return await self._pod_proxy(raw_request, *proxy.groups())
         return await super().__call__(raw_request)
+
+    async def _pod_proxy(
+        self, raw: aiohttp.web.BaseRequest, ns: str, pod: str, port: str | None, path: str | None
+    ) -> aiohttp.web.StreamResponse:
+        """The API server's pod proxy over real HTTP: the request (method, path, query,
+        headers but the caller's credentials, body) goes to the pod's backend on loopback,
+        its answer comes back as it is."""
+        async with self._lock:
+            found = [
+                obj
+                for (res, obj_ns, name), obj in self._objects.items()
+                if str(res.plural) == "pods" and (obj_ns, name) == (ns, pod) and not obj.deleted
+            ]
+        if not found:
+            return _status(404)
+        headers = {k: v for k, v in raw.headers.items() if k.lower() not in _NOT_PROXIED}
+        self.proxied.append((raw.method.upper(), ns, pod, port or "", path or "/", headers))
+        backend = self.pod_backends.get((ns, pod))
+        if backend is None and self.backend_factory is not None:
+            backend = self.backend_factory(ns, pod)
+            if backend is not None:
+                self.pod_backends[ns, pod] = backend
+        if backend is None:
+            return _status(503)
+        url = f"http://127.0.0.1:{backend}{path or '/'}"
+        body = await raw.read()
+        timeout = aiohttp.ClientTimeout(total=60)
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.request(
+                    raw.method, url, params=raw.query, headers=headers, data=body or None
+                ) as resp,
+            ):
+                data = await resp.read()
+                ctype = resp.headers.get("Content-Type", "application/octet-stream")
+                return aiohttp.web.Response(
+                    body=data, status=resp.status, headers={"Content-Type": ctype}
+                )
+        except (aiohttp.ClientError, TimeoutError):
+            return _status(503)
 
     async def _namespace(
         self, raw: aiohttp.web.BaseRequest, name: str | None

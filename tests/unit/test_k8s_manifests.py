@@ -111,6 +111,26 @@ def test_cpu_replicas_have_no_gpu_limit_and_no_scaled_object() -> None:
         _validate(obj)
 
 
+@pytest.mark.parametrize(
+    ("extra", "secret"),
+    [({}, "llm-a-fault-token"), ({"fault_token_secret": "team-token"}, "team-token")],
+)
+def test_the_pods_read_the_fault_token_from_a_secret(extra: dict[str, Any], secret: str) -> None:
+    from harness.faults.kubehook import TOKEN_ENV, TOKEN_KEY, token_secret
+
+    spec = _spec(name="llm-a", **extra)
+    dep = render(spec, WorkloadSpec())[0]
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    ref = env[TOKEN_ENV]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret, "key": TOKEN_KEY, "optional": True}
+    assert spec.token_secret == secret
+    assert "--fault-hook-remote" in container["args"]  # the hook answers on the pod's address
+    obj = token_secret(secret, spec.namespace, "t0ken", spec.pod_labels)
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    assert obj["data"] == {TOKEN_KEY: "dDBrZW4="}  # base64 of the token, never in the args
+
+
 def test_schema_validation_catches_a_broken_deployment() -> None:
     dep = render(_spec(), WorkloadSpec())[0]
     dep["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["paht"] = "/"

@@ -2,7 +2,9 @@
 
 The templates are plain manifests (``kubectl apply -f workloads/k8s/`` deploys them as they
 are); rendering replaces what the experiment sets: name, namespace, labels, image, replicas,
-GPUs, node selector, tolerations and the server's arguments.
+GPUs, node selector, tolerations, the server's arguments and the name of the fault-token
+Secret the pods read ``GPUCHAOS_FAULT_TOKEN`` from (the platform creates that Secret,
+:func:`harness.faults.kubehook.token_secret`, before the Deployment).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 import workloads
 from harness.config import KubernetesPlatformSpec, WorkloadSpec
 from harness.errors import PlatformError
+from harness.faults.kubehook import TOKEN_ENV
 
 #: Folder of the manifest templates.
 MANIFEST_DIR = Path(workloads.__file__).resolve().parent / "k8s"
@@ -45,6 +48,7 @@ def server_container_args(spec: KubernetesPlatformSpec, workload: WorkloadSpec) 
         f"--port={spec.port}",
         f"--device={device}",
         "--replica-id=$(POD_NAME)",
+        "--fault-hook-remote",  # the pod's address is not loopback; the token guards the hook
         *workload.server_args(),
     ]
 
@@ -75,6 +79,9 @@ def render(spec: KubernetesPlatformSpec, workload: WorkloadSpec) -> list[dict[st
     container["command"] = ["python", "-m", workload.module]
     container["args"] = server_container_args(spec, workload)
     container["ports"][0]["containerPort"] = spec.port
+    for env in container["env"]:
+        if env["name"] == TOKEN_ENV:
+            env["valueFrom"]["secretKeyRef"]["name"] = spec.token_secret
     limits = container["resources"]["limits"]
     if spec.gpus_per_replica > 0:
         limits["nvidia.com/gpu"] = str(spec.gpus_per_replica)

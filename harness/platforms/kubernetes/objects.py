@@ -100,6 +100,8 @@ def _delete_one(api: Any, obj: Created, body: Any) -> None:
         client.CoreV1Api(api).delete_namespace(obj.name, body=body)
     elif obj.kind == "Deployment":
         client.AppsV1Api(api).delete_namespaced_deployment(obj.name, ns, body=body)
+    elif obj.kind == "Secret":
+        client.CoreV1Api(api).delete_namespaced_secret(obj.name, ns, body=body)
     elif obj.kind == "Service":
         client.CoreV1Api(api).delete_namespaced_service(obj.name, ns, body=body)
     elif obj.kind == "PodDisruptionBudget":

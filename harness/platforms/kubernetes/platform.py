@@ -1,11 +1,11 @@
 """The ``kubernetes`` platform: the workload as a Deployment on GPU nodes.
 
-``deploy: true`` creates the Deployment, Service, PodDisruptionBudget (and a KEDA
-ScaledObject) through the official client, waits for the rollout, and deletes exactly those
-objects (by uid) at the end, plus the namespace when it created it. ``deploy: false``
-targets pods that run already, found by label selector, and creates nothing. Node loss is
-cordon and drain through chaostoolkit-kubernetes; every node it cordoned is uncordoned by
-:meth:`stop` whatever happened.
+``deploy: true`` creates the fault-token Secret, the Deployment, Service,
+PodDisruptionBudget (and a KEDA ScaledObject) through the official client, waits for the
+rollout, and deletes exactly those objects (by uid) at the end, plus the namespace when it
+created it. ``deploy: false`` targets pods that run already, found by label selector, and
+creates nothing. Node loss is cordon and drain through chaostoolkit-kubernetes; every node
+it cordoned is uncordoned by :meth:`stop` whatever happened.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from harness.config import KubernetesPlatformSpec, WorkloadSpec
 from harness.errors import PlatformError, WorkloadNotReady
 from harness.faults.active import ActiveFault, guard
+from harness.faults.kubehook import read_token
 from harness.faults.policy import TTL_MARGIN_S
 from harness.platforms.base import ReplicaInfo
 from harness.platforms.kubernetes.client import (
@@ -29,6 +30,7 @@ from harness.platforms.kubernetes.client import (
 )
 from harness.platforms.kubernetes.manifests import MANAGED_BY, render, selector_string
 from harness.platforms.kubernetes.objects import Created, delete_created, rollout_state
+from harness.platforms.kubernetes.podaccess import create_token_secret, pod_metrics_text
 from harness.platforms.kubernetes.portforward import PortForwarder
 from harness.platforms.kubernetes.watcher import (
     ClusterWatcher,
@@ -72,6 +74,7 @@ class KubernetesPlatform:
         self._api: Any = None
         self._watcher: ClusterWatcher | None = None
         self._forwarder: PortForwarder | None = None
+        self._token: str | None = None  # the fault hook's token (see fault_token)
         self._started = False
         self._stopped = False
 
@@ -321,6 +324,7 @@ class KubernetesPlatform:
         if self.dry_run:
             if not namespace_exists:
                 self.plan.append(f"would create namespace {self.namespace}")
+            self.plan.append(f"would create Secret {self.namespace}/{self.spec.token_secret}")
             for obj in objects:
                 self.plan.append(
                     f"would create {obj['kind']} {self.namespace}/{obj['metadata']['name']}"
@@ -330,6 +334,7 @@ class KubernetesPlatform:
             body = {"metadata": {"name": self.namespace, "labels": dict(MANAGED_BY)}}
             ns = core.create_namespace(body)
             self.created.append(Created("Namespace", self.namespace, None, ns.metadata.uid))
+        self._create_token_secret(core)
         apps = client.AppsV1Api(self.api)
         policy = client.PolicyV1Api(self.api)
         custom = client.CustomObjectsApi(self.api)
@@ -359,6 +364,21 @@ class KubernetesPlatform:
             uid = meta["uid"] if isinstance(meta, dict) else meta.uid
             self.created.append(Created(kind, name, ns_name, str(uid or "")))
             log.info("created %s %s/%s", kind, ns_name, name)
+
+    def _create_token_secret(self, core: Any) -> None:
+        made, self._token = create_token_secret(core, self.spec)
+        self.created.append(made)
+
+    def fault_token(self, replica_id: str) -> str | None:
+        """The fault hook's token of the pod ``replica_id`` (every pod of the workload reads the
+        same Secret): the one this run created, else read from the Secret; None without one."""
+        if self._token is None and self._api is not None:
+            self._token = read_token(self.core(), self.namespace, self.spec.token_secret)
+        return self._token
+
+    def metrics_text(self, replica_id: str, timeout_s: float = 1.0) -> str:
+        """The pod's Prometheus ``/metrics`` through the API server's pod proxy."""
+        return pod_metrics_text(self.core(), self.namespace, replica_id, self.spec.port, timeout_s)
 
     def _plan_existing(self) -> None:
         pods = self.pods()
