@@ -44,7 +44,7 @@ from harness.rundir import (
     TIMELINE_FILE,
 )
 from harness.scoring.rundir import score_run_dir
-from harness.telemetry import TelemetrySampler
+from harness.telemetry import TelemetrySampler, dcgm_reader
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -141,7 +141,12 @@ def execute(
         platform.attach(timeline, run_dir)
     assert platform is not None
     shared: AnyPlatform = platform
-    telemetry = TelemetrySampler(platform, run_dir / TELEMETRY_FILE, spec.telemetry_interval_s)
+    telemetry = TelemetrySampler(
+        platform,
+        run_dir / TELEMETRY_FILE,
+        spec.telemetry_interval_s,
+        dcgm=dcgm_reader(spec.telemetry),  # GPU rows from DCGM via Prometheus, when set
+    )
     load: LoadRunner | None = None
     progress = LiveProgress(
         name=experiment.name,
