@@ -87,14 +87,22 @@ def _groups_of(path: Path) -> tuple[list[dict[str, Any]], bool]:
     return groups, manifest
 
 
-def alert_names(groups: list[dict[str, Any]]) -> list[str]:
-    """The alert names of rule ``groups``, in order, each once."""
-    names: dict[str, None] = {}
+def alert_severities(groups: list[dict[str, Any]]) -> dict[str, str | None]:
+    """The alert names of rule ``groups``, in order, each once, with the ``severity`` label
+    of the first rule of that name (None without one)."""
+    names: dict[str, str | None] = {}
     for group in groups:
         for rule in (group.get("rules") or []) if isinstance(group, dict) else []:
             if isinstance(rule, dict) and isinstance(rule.get("alert"), str):
-                names[rule["alert"]] = None
-    return list(names)
+                labels = rule.get("labels")
+                severity = labels.get("severity") if isinstance(labels, dict) else None
+                names.setdefault(rule["alert"], None if severity is None else str(severity))
+    return names
+
+
+def alert_names(groups: list[dict[str, Any]]) -> list[str]:
+    """The alert names of rule ``groups``, in order, each once."""
+    return list(alert_severities(groups))
 
 
 def _said(text: str, *paths: Path) -> str:
@@ -136,13 +144,14 @@ def firing_times(stdout: str, names: list[str]) -> dict[str, set[float]]:
 
 
 def evaluate_rule_file(rules: Path, slis: RunSLIs) -> list[dict[str, Any]]:
-    """Every alert of the rule file ``rules`` over the run: ``name`` and the figures of
-    :func:`harness.alerts.burnrate.outcome` (seconds from ``t0``; time to alert from the
-    first fault's start)."""
+    """Every alert of the rule file ``rules`` over the run: ``name``, ``severity`` (its
+    label) and the figures of :func:`harness.alerts.burnrate.outcome` (seconds from
+    ``t0``; time to alert from the first fault's start)."""
     rules = Path(rules)
     promtool = promtool_path()
     groups, manifest = _groups_of(rules)
-    names = alert_names(groups)
+    severities = alert_severities(groups)
+    names = list(severities)
     with tempfile.TemporaryDirectory(prefix="gpuchaos-alerts-") as tmp:
         scratch = Path(tmp)
         rule_file = scratch / "rules.yaml"
@@ -165,5 +174,6 @@ def evaluate_rule_file(rules: Path, slis: RunSLIs) -> list[dict[str, Any]]:
         for t in fired[name]:
             if float(t).is_integer() and 0 <= t < evaluations:
                 fires[int(t)] = True
-        rows.append({"name": name, **outcome(episodes(fires), slis.fault_start_s, evaluations)})
+        found = outcome(episodes(fires), slis.fault_start_s, evaluations)
+        rows.append({"name": name, "severity": severities[name], **found})
     return rows

@@ -15,7 +15,7 @@ def _s(value: Any) -> str:
     return "-" if value is None else f"{float(value):.1f} s"
 
 
-def row_cells(row: Mapping[str, Any], end_s: float | None = None) -> list[str]:
+def row_cells(row: Mapping[str, Any]) -> list[str]:
     """The table cells of one alert (a row of :func:`harness.alerts.burnrate.evaluate` or of
     a rule file's evaluation): seconds from the load start, time to alert from the fault."""
     windows = row.get("windows")

@@ -144,11 +144,12 @@ def test_the_real_runs_scorecard_and_the_command_agree(real_alerts) -> None:
     old, card, out, manifest = real_alerts
     block = card["alerts"]
     assert out["alerts"] == block["rules"]
-    assert (
-        out["fault_start_s"]
-        == block["fault_start_s"]
-        == pytest.approx(card["recovery"]["fault_start"], abs=1e-3)
-    )
+    # a busy machine may fail the steady state before the method: then there is no fault
+    fault = card["recovery"].get("fault_start")
+    assert out["fault_start_s"] == block["fault_start_s"]
+    assert (fault is None) == (block["fault_start_s"] is None)
+    if fault is not None:
+        assert block["fault_start_s"] == pytest.approx(fault, abs=1e-3)
     # the windows of a run this short are all at the floor
     assert {(r["long_window_s"], r["short_window_s"]) for r in block["rules"]} == {(5, 5)}
     for row in block["rules"]:
