@@ -52,7 +52,7 @@ def _source_metrics() -> list[tuple[str, str, str, list[str]]]:
     """Metrics constructed with literal names in ``workloads/`` that a CPU instance does
     not export (the GPU memory gauges exist only on CUDA)."""
     kinds = {"Gauge": "gauge", "Counter": "counter", "Histogram": "histogram"}
-    rows = []
+    rows: list[tuple[str, str, str, list[str]]] = []
     for path in sorted((ROOT / "workloads").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -63,7 +63,7 @@ def _source_metrics() -> list[tuple[str, str, str, list[str]]]:
                 continue
             name, doc = node.args[0], node.args[1]
             if isinstance(name, ast.Constant) and isinstance(name.value, str):
-                text = doc.value if isinstance(doc, ast.Constant) else ""
+                text = str(doc.value) if isinstance(doc, ast.Constant) else ""
                 full = name.value + ("_total" if kind == "counter" else "")
                 where = f"{text} (`{path.relative_to(ROOT)}`)"
                 rows.append((full, kind, where, []))
