@@ -297,3 +297,15 @@ def test_only_cheap_commands_are_run() -> None:
     assert cheap_argv("gpuchaos run x.yaml") is None
     assert cheap_argv("make run") is None
     assert cheap_argv("gpuchaos list | head") is None
+
+
+def test_the_readme_is_short_and_its_links_resolve() -> None:
+    """The README is read in five minutes (under 200 lines) and every page it links exists
+    (MkDocs checks the links inside docs/, not the README's)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) < 200
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if "://" not in link]
+    assert len(local) >= 10
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README links to missing files: {missing}"
