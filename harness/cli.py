@@ -26,6 +26,7 @@ from harness.cli_support import (
 from harness.errors import ConfigError, HarnessError
 
 if TYPE_CHECKING:
+    from harness.experiment import Experiment
     from harness.live import LiveServer
 
 log = logging.getLogger("harness.cli")
@@ -61,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except HarnessError as exc:
         ci.report_error(exc, args.experiment)  # an annotation on GitHub Actions
         raise
+    _preflight(exp, quiet=args.dry_run)  # the dry run's plan has the same lines
     if args.dry_run:
         from harness.planner import plan
 
@@ -97,6 +99,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         experiment_file=args.experiment,
     )
     return result.exit_code
+
+
+def _preflight(exp: Experiment, quiet: bool) -> None:
+    """Print the spare-capacity preflight of the experiment's node-loss faults; with
+    ``preflight: strict``, refuse (exit 2, before anything is deployed) a fault whose
+    replicas cannot find room within the recovery objective."""
+    from harness.planner import preflight_checks
+
+    checks = preflight_checks(exp)
+    if not quiet:
+        for check in checks:
+            print(f"preflight: {check.line()}")
+    late = [c for c in checks if c.in_time is False]
+    if late and exp.spec.preflight == "strict":
+        raise ConfigError(
+            str(exp.path), "preflight", f"strict, and {late[0].line()} (nothing was deployed)"
+        )
 
 
 def _serve_address(args: argparse.Namespace) -> tuple[str, int] | None:

@@ -21,12 +21,13 @@ from typing import Any
 
 from harness.chaos.adapter import lookup
 from harness.chaos.context import RunContext, activate
-from harness.config import KubernetesPlatformSpec
+from harness.config import KubernetesPlatformSpec, LocalPlatformSpec
 from harness.errors import HarnessError
 from harness.experiment import Experiment
 from harness.faults import lifecycle
 from harness.platforms.kubernetes.client import no_mutations
 from harness.platforms.kubernetes.platform import KubernetesPlatform
+from harness.scoring.preflight import Preflight, preflight_node_loss
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,32 @@ def _arguments(activity: dict[str, Any], configuration: dict[str, Any]) -> dict[
     return dict(substitute(args, configuration, {}) or {})
 
 
+#: Faults that take a node's replicas away, and their default hold (seconds).
+_NODE_LOSS = {"lose_node": 30.0}
+
+
+def preflight_checks(experiment: Experiment) -> list[Preflight]:
+    """The spare-capacity preflight (:mod:`harness.scoring.preflight`) of every node-loss
+    fault of the method, on the local platform; [] elsewhere or with ``preflight: off``."""
+    spec = experiment.spec
+    if not isinstance(spec.platform, LocalPlatformSpec) or spec.preflight == "off":
+        return []
+    known = set(spec.platform.all_node_names())
+    checks = []
+    for act in experiment.document.get("method") or []:
+        found = lookup(act) if isinstance(act, dict) else None
+        if found is None or found.reverts or found.fault.name not in _NODE_LOSS:
+            continue
+        args = _arguments(act, experiment.configuration)
+        node = args.get(found.fault.target_arg)
+        if not isinstance(node, str) or node not in known:
+            continue  # a random or unknown target: the fault's own checks say so
+        held = args.get("duration_s", args.get("down_for_s", _NODE_LOSS[found.fault.name]))
+        down = float(held) if isinstance(held, (int, float)) else None
+        checks.append(preflight_node_loss(spec.platform, node, spec.slos.recovery_s, down))
+    return checks
+
+
 def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
     """What a run of ``experiment`` would do, one line each; no mutating call is made."""
     spec = experiment.spec
@@ -55,6 +82,12 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
             lines.append(
                 f"would start {node.replicas} replica(s) on {kind} node {node.name} ({node.device})"
             )
+        for pool in getattr(spec.platform, "pools", None) or []:
+            lines.append(
+                f"pool {pool.name}: {pool.min_nodes}-{pool.max_nodes} node(s) of "
+                f"{pool.capacity} replica(s), each ready {pool.provisioning_s:g} s after "
+                "the cluster autoscaler asks (boot, driver, image pull)"
+            )
         for act in _activities(experiment.document):
             provider = act.get("provider") or {}
             found = lookup(act)
@@ -64,6 +97,7 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
                 f"{provider.get('module')}.{provider.get('func')}"
                 f"({_arguments(act, experiment.configuration)}){what}"
             )
+        lines += [f"preflight: {check.line()}" for check in preflight_checks(experiment)]
         return lines
     timeline = Timeline(None)
     platform = KubernetesPlatform(

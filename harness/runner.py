@@ -32,6 +32,7 @@ from harness.faults.lifecycle import revert_everything
 from harness.live import LiveServer
 from harness.load.factory import LoadRunner, make_load_runner
 from harness.load.shapes import duration as load_duration
+from harness.planner import preflight_checks
 from harness.platforms import make_platform
 from harness.procs import interrupt_on_sigint, interrupt_on_sigterm
 from harness.progress import LiveProgress
@@ -135,6 +136,9 @@ def execute(
         start["shared_platform"] = True
         start["replicas"] = {r.id: r.pid for r in platform.replicas()}
     timeline.emit("run_start", experiment.name, start)
+    for check in preflight_checks(experiment):  # spare capacity for each node loss
+        log.info("preflight: %s", check.line())
+        timeline.emit("preflight", check.node, check.as_dict())
     if platform is None:
         platform = make_platform(spec, timeline, run_dir, kube_context)
     else:

@@ -30,6 +30,8 @@ EventKind = Literal[
     "replica_unready",
     "replica_ejected",
     "replica_returned",
+    "replica_pending",  # wanted, but no up node has room (harness.platforms.local.placement)
+    "preflight",  # spare capacity for a node-loss fault, checked before the run
     "scale",
     "phase",
     "abort",

@@ -74,6 +74,15 @@ class HarnessSpec(StrictModel):
         default_factory=list,
         description="Abort guards checked every second while the experiment runs.",
     )
+    preflight: Literal["warn", "strict", "off"] = Field(
+        default="warn",
+        description=(
+            "Spare-capacity preflight of node-loss faults (local platform): warn (default) "
+            "prints and records whether the lost replicas find room within slos.recovery_s; "
+            "strict also refuses, before deploying, a fault that cannot recover in time; off: "
+            "no check."
+        ),
+    )
 
     @model_validator(mode="after")
     def _platform_or_endpoint(self) -> HarnessSpec:

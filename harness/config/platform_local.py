@@ -21,6 +21,7 @@ from harness.config.base import (
     MAX_THREADS,
     StrictModel,
 )
+from harness.config.pools import ClusterAutoscalerSpec, NodePoolSpec
 
 #: A CPU core's number.
 Core = Annotated[int, Field(ge=0, le=MAX_CPU)]
@@ -204,6 +205,21 @@ class LocalPlatformSpec(StrictModel):
     autoscaler: AutoscalerSpec | None = Field(
         default=None, description="Scale replicas on queue depth or TTFT; unset: fixed count."
     )
+    pools: list[NodePoolSpec] = Field(
+        default_factory=list,
+        description=(
+            "Node pools (harness.config.pools): nodes of one shape that come up only when the "
+            "cluster autoscaler asks for them, after their provisioning stages; [] (default): "
+            "the fixed nodes only."
+        ),
+    )
+    cluster_autoscaler: ClusterAutoscalerSpec | None = Field(
+        default=None,
+        description=(
+            "Add pool nodes for pending replicas and remove empty ones; unset: a pool keeps "
+            "its min_nodes (needs pools)."
+        ),
+    )
     outlier_ejection: OutlierEjectionSpec | None = Field(
         default=None,
         description=(
@@ -212,9 +228,13 @@ class LocalPlatformSpec(StrictModel):
         ),
     )
 
+    def all_node_names(self) -> list[str]:
+        """The fixed nodes, then every node each pool may have."""
+        return [n.name for n in self.nodes] + [m for p in self.pools for m in p.node_names()]
+
     @model_validator(mode="after")
     def _unique_nodes(self) -> LocalPlatformSpec:
-        names = [n.name for n in self.nodes]
+        names = self.all_node_names()
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"node names must be unique, repeated: {', '.join(dupes)}")
@@ -232,12 +252,24 @@ class LocalPlatformSpec(StrictModel):
     @model_validator(mode="after")
     def _cores_not_shared(self) -> LocalPlatformSpec:
         owner: dict[int, str] = {}
-        for node in self.nodes:
-            for core in node.cpus or []:
+        shares = [(n.name, n.cpus) for n in self.nodes]
+        shares += [(f"pool {p.name}", p.cpus) for p in self.pools]
+        for name, cpus in shares:
+            for core in cpus or []:
                 if core in owner:
                     raise ValueError(
                         f"nodes: core {core} is in the cpus of both {owner[core]} and "
-                        f"{node.name} (a core is one node's share of the machine)"
+                        f"{name} (a core is one node's share of the machine)"
                     )
-                owner[core] = node.name
+                owner[core] = name
+        return self
+
+    @model_validator(mode="after")
+    def _pools_for_autoscaler(self) -> LocalPlatformSpec:
+        if self.cluster_autoscaler is not None and not self.pools:
+            raise ValueError("cluster_autoscaler: needs at least one pool under 'pools'")
+        names = [p.name for p in self.pools]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pools: names must be unique, repeated: {', '.join(dupes)}")
         return self

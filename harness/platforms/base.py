@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Literal, Protocol
 if TYPE_CHECKING:
     from harness.timeline import Timeline
 
-ReplicaState = Literal["starting", "ready", "unready", "exited", "backoff", "down"]
+ReplicaState = Literal[
+    "starting", "ready", "unready", "exited", "backoff", "down", "pending"
+]  # pending: wanted, no node with room yet
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness import __version__
 from harness.alerts.view import alerts_html
+from harness.report.capacity import capacity_html
 from harness.report.charts import build_charts
 from harness.report.data import RunData
 from harness.report.gpu_faults import gpu_faults_html
@@ -275,6 +276,7 @@ def render_report(data: RunData) -> str:
         f"<style>{CSS}</style></head><body><main>"
         f"{head}<h2>Scorecard</h2>{_scorecard_html(card)}{alerts_html(card)}"
         f"{gpu_faults_html(card)}"
+        f"{capacity_html(card)}"
         f'<h2>Over time</h2><p class="note">Shaded: fault windows (red) and seconds the load '
         f"generator was saturated (amber). Dashed horizontal lines: "
         f"objectives. Requests are bucketed by the second they ended; failed requests count "

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.alerts.view import summary_rows
+from harness.report.capacity import capacity_summary
 from harness.report.gpu_faults import gpu_faults_summary
 
 _ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "incomplete": "⚠️"}
@@ -97,6 +98,7 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
     else:
         lines.append("| fault | none |")
     lines += gpu_faults_summary(scorecard)  # XIDs with NVIDIA's action, a lost GPU
+    lines += capacity_summary(scorecard)  # preflight and the capacity chain
     run = scorecard.get("run") or {}
     lines += [
         "",

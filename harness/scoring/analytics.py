@@ -371,7 +371,8 @@ def autoscaler_reaction(timeline: Sequence[Mapping[str, Any]], t0: float) -> dic
             e
             for e in timeline
             if e.get("kind") == "scale"
-            and e.get("target") != "scheduler"  # not the scheduler moving a lost node's replicas
+            # not the scheduler moving a lost node's replicas, nor the cluster autoscaler's nodes
+            and e.get("target") not in ("scheduler", "cluster-autoscaler")
             and _is_number(e.get("time"))
         ),
         key=lambda e: float(e["time"]),

@@ -48,6 +48,7 @@ from harness.scoring.analytics import (
     phase_windows,
     resolve_window,
 )
+from harness.scoring.capacity import capacity_chain
 from harness.scoring.gpu import gpu_figures
 from harness.scoring.gpu_slos import gpu_fault_figures, gpu_slo_entries
 from harness.scoring.instrument import instrument_figures
@@ -375,6 +376,7 @@ def build_scorecard(
         "phases": phase_block,
         "recovery": recovery,
         "autoscaler": autoscaler_reaction(timeline, t0),
+        "capacity": capacity_chain(timeline, t0, recovery),
         "error_budget": budget,
         "goodput": {
             "thresholds": goodput_thresholds(slos),

@@ -44,7 +44,9 @@ from harness.config import (
     TraceShape,
     WorkloadSpec,
 )
+from harness.config.autoscaler import ScalingRuleSpec
 from harness.config.base import MAX_CPU, MAX_DURATION_S, MAX_LOG_SIGMA, MAX_TOKENS, MAX_WORDS
+from harness.config.pools import ClusterAutoscalerSpec, NodePoolSpec
 from harness.errors import ConfigError
 from harness.experiment import load_experiment
 from harness.faults import registry
@@ -74,6 +76,17 @@ BASES: dict[str, dict[str, Any]] = {
         "slos": {},
         "stop_conditions": [{"metric": "error_rate", "above": 0.5}],
         "telemetry": {},
+    },
+    "pools": {
+        "name": "gpuchaos",
+        "platform": {
+            "kind": "local",
+            "nodes": [{"name": "node-a"}],
+            "pools": [{"name": "gpu"}],
+            "cluster_autoscaler": {},
+            "autoscaler": {"rules": [{"metric": "p99_latency_ms", "threshold": 1}]},
+        },
+        "load": _LOAD,
     },
     "kubernetes": {
         "name": "gpuchaos",
@@ -126,6 +139,9 @@ BLOCKS: list[tuple[str, str, type[BaseModel]]] = [
     ("local", "platform.liveness", LivenessSpec),
     ("local", "platform.outlier_ejection", OutlierEjectionSpec),
     ("local", "platform.autoscaler", AutoscalerSpec),
+    ("pools", "platform.pools[0]", NodePoolSpec),
+    ("pools", "platform.cluster_autoscaler", ClusterAutoscalerSpec),
+    ("pools", "platform.autoscaler.rules[0]", ScalingRuleSpec),
     ("local", "load", LoadSpec),
     ("local", "load.shape", SpikeShape),
     ("local", "load.prompt_words", LengthDistribution),
@@ -148,6 +164,7 @@ SPECIAL = {
     (LoadSpec, "prompt_words"),
     (LoadSpec, "max_tokens"),
     (NodeSpec, "cpus"),
+    (NodePoolSpec, "cpus"),
     (SLOSpec, "windows"),
     (SLOSpec, "weights"),
 }

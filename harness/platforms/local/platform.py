@@ -18,7 +18,9 @@ from harness.errors import PlatformError, WorkloadNotReady
 from harness.faults.hookclient import TOKEN_ENV as FAULT_TOKEN_ENV
 from harness.platforms.base import ReplicaInfo
 from harness.platforms.local.autoscaler import Autoscaler
+from harness.platforms.local.cluster import ClusterAutoscaler
 from harness.platforms.local.devices import resolve_device
+from harness.platforms.local.placement import Placement
 from harness.platforms.local.probes import Liveness
 from harness.platforms.local.process import (
     kill_all,
@@ -41,7 +43,7 @@ STOP_GRACE_S = 5.0
 _POLL_S = 0.05
 
 
-class LocalPlatform:
+class LocalPlatform(Placement):
     """Replicas as processes on virtual nodes, a supervisor and a router (see DESIGN.md)."""
 
     kind = "local"
@@ -57,9 +59,11 @@ class LocalPlatform:
         self.workload = workload
         self.timeline = timeline
         self.log_dir = Path(log_dir)
-        self._node_names = [n.name for n in spec.nodes]
+        self._node_names = spec.all_node_names()
         self._node_cpus = {n.name: usable_cpus(n.cpus) for n in spec.nodes}
         self._node_devices = {n.name: resolve_device(n.device) for n in spec.nodes}
+        capacity = {n.name: n.capacity for n in spec.nodes}
+        absent = self._lay_out_pools(spec, capacity)
         replicas = []
         for node in spec.nodes:
             for i in range(node.replicas):
@@ -84,13 +88,15 @@ class LocalPlatform:
             probe_interval_s=spec.probe_interval_s,
             restart_backoff_s=spec.restart_backoff_s,
             max_backoff_s=spec.max_backoff_s,
-            capacity={n.name: n.capacity for n in spec.nodes},
+            capacity=capacity,
             devices=self._node_devices,
             liveness=(
                 Liveness(live.period_s, live.timeout_s, live.failure_threshold) if live else None
             ),
+            absent=absent,
         )
         self._autoscaler: Autoscaler | None = None
+        self._cluster: ClusterAutoscaler | None = None
         self._retiring: list[threading.Thread] = []
         self._cordoned: dict[str, int] = {}  # cordoned node -> its capacity before
         self._started = False
@@ -119,8 +125,15 @@ class LocalPlatform:
             if problem is None:
                 log.info("local platform ready at %s", self.endpoint)
                 if self.spec.autoscaler is not None:
-                    self._autoscaler = Autoscaler(self, self.spec.autoscaler, self.timeline)
+                    self._autoscaler = Autoscaler(
+                        self, self.spec.autoscaler, self.timeline, self._requests_path
+                    )
                     self._autoscaler.start()
+                if self.spec.cluster_autoscaler is not None:
+                    self._cluster = ClusterAutoscaler(
+                        self, self.spec.pools, self.spec.cluster_autoscaler, self.timeline
+                    )
+                    self._cluster.start()
                 return
             if problem or time.monotonic() >= deadline:
                 replica_id = problem or self._first_unready()
@@ -136,6 +149,8 @@ class LocalPlatform:
         atexit.unregister(self.stop)
         if self._autoscaler is not None:
             self._autoscaler.stop()
+        if self._cluster is not None:
+            self._cluster.stop()
         procs = self._supervisor.begin_stop()
         terminate_all(procs, STOP_GRACE_S)
         self._supervisor.join()
@@ -154,6 +169,8 @@ class LocalPlatform:
         self._supervisor.attach(timeline)
         if self._autoscaler is not None:
             self._autoscaler.timeline = timeline
+        if self._cluster is not None:
+            self._cluster.timeline = timeline
 
     def restore(self) -> list[str]:
         """Put the deployment back as it was deployed (a game day's reset, after every
@@ -214,9 +231,6 @@ class LocalPlatform:
         kind: EventKind = "replica_ejected" if out else "replica_returned"
         self.timeline.emit(kind, replica_id, {"by_hand": True})
 
-    def nodes(self) -> list[str]:
-        return list(self._node_names)
-
     def replicas(self) -> list[ReplicaInfo]:
         return self._supervisor.snapshot()
 
@@ -255,46 +269,9 @@ class LocalPlatform:
             log.info("node %s up", node)
             self._reschedule(f"node {node} up")
 
-    def _reschedule(self, why: str) -> None:
-        moved = self._supervisor.reschedule()
-        pending = self._supervisor.pending()
-        if moved or pending:
-            log.info("%s: rescheduled %s; waiting for their node: %s", why, moved, pending)
-            self.timeline.emit(
-                "scale",
-                "scheduler",
-                {"reason": why, "rescheduled": moved, "pending": pending},
-            )
-
-    # -- capacity, for rescheduling and the autoscaler ------------------------------------
-
-    def node_device(self, node: str) -> str:
-        self._check_node(node)
-        return self._node_devices[node]
-
-    def node_cpus(self, node: str) -> set[int] | None:
-        self._check_node(node)
-        return self._node_cpus[node]
-
-    def node_is_up(self, node: str) -> bool:
-        with self._supervisor.lock:
-            return self._supervisor.node_up[node]
-
-    def node_room(self) -> dict[str, int]:
-        """How many more replicas each node can take (0 for a down node)."""
-        with self._supervisor.lock:
-            return {n: self._supervisor.room(n) for n in self._node_names}
-
-    def replica_count(self) -> int:
-        """Replicas the platform keeps (running, starting or waiting for a node)."""
-        with self._supervisor.lock:
-            return len(self._supervisor.replicas)
-
-    def add_replica(self, node: str) -> str | None:
-        """Scale up by one replica on ``node``; its id, or None when the node has no room."""
-        self._check_node(node)
-        replica = self._supervisor.add_replica(node)
-        return replica.id if replica is not None else None
+    def _requests_path(self) -> Path:
+        """The run's request records (what the p99 latency rule reads)."""
+        return RunDir(self.log_dir.parent).requests
 
     def remove_replica(self, replica_id: str) -> None:
         """Scale down: take a replica out of the router now, then stop it gracefully
@@ -341,7 +318,9 @@ class LocalPlatform:
             with self._supervisor.lock:
                 up = self._supervisor.node_up
                 ready = all(
-                    r.state == "ready" for r in self._supervisor.replicas.values() if up[r.node]
+                    r.state == "ready"
+                    for r in self._supervisor.replicas.values()
+                    if up.get(r.node, False)
                 )
             if ready:
                 return True

@@ -3,10 +3,10 @@
 It owns the replica records and the one lock that guards them, spawns every replica from
 its own thread (so PR_SET_PDEATHSIG ties the children to a thread that lives as long as
 the platform), restarts crashed replicas with back-off, probes readiness, kills and
-restarts replicas whose liveness probe keeps failing (a hung process), places the replicas
-of a lost node on surviving nodes with room (``max_replicas``), and publishes the Ready
-set to the router. The record of one replica is :mod:`~harness.platforms.local.replica`; the
-HTTP probes it sends are :mod:`~harness.platforms.local.probes`.
+restarts replicas whose liveness probe keeps failing (a hung process), starts the replicas
+:mod:`~harness.platforms.local.placement` placed, and publishes the Ready set to the
+router. The record of one replica is :mod:`~harness.platforms.local.replica`; the HTTP
+probes it sends are :mod:`~harness.platforms.local.probes`.
 """
 
 from __future__ import annotations
@@ -53,10 +53,14 @@ class Supervisor:
         capacity: Mapping[str, int] | None = None,
         devices: Mapping[str, str] | None = None,
         liveness: Liveness | None = None,
+        absent: Iterable[str] = (),
     ) -> None:
         self.lock = threading.Lock()
         self.replicas: dict[str, Replica] = {r.id: r for r in replicas}
         self.node_up: dict[str, bool] = dict.fromkeys(nodes, True)
+        #: pool nodes not provisioned: down, and no fault's node_up brings them back
+        self.absent: set[str] = set(absent)
+        self.node_up.update(dict.fromkeys(self.absent, False))
         #: most replicas a node may run (its GPU capacity); a lost node's replicas move
         #: only to nodes below it
         self.capacity: dict[str, int] = dict(capacity or {})
@@ -85,8 +89,8 @@ class Supervisor:
         with self.lock:
             now = time.monotonic()
             for r in self.replicas.values():
-                if self.node_up[r.node]:
-                    self._schedule(r, now)
+                if self.node_up.get(r.node, False):
+                    self.schedule_locked(r, now)
         self._thread = threading.Thread(target=self._run, name="gpuchaos-supervisor", daemon=True)
         self._thread.start()
 
@@ -129,7 +133,7 @@ class Supervisor:
             for rid, node in declared.items():
                 if rid not in self.replicas:
                     r = Replica(rid, node, self.devices.get(node, "cpu"))
-                    self._schedule(r, now)
+                    self.schedule_locked(r, now)
                     self.replicas[rid] = r
                     added.append(rid)
         if added:
@@ -189,47 +193,18 @@ class Supervisor:
         self._wake.set()
         return True
 
-    def reschedule(self) -> dict[str, str]:
-        """Place the replicas of down nodes on up nodes with room (most room first, like a
-        scheduler spreading pods); the rest wait for their node. Returns replica -> node."""
-        moved: dict[str, str] = {}
-        with self.lock:
-            if self._stopping:
-                return moved
-            now = time.monotonic()
-            for r in self.replicas.values():
-                if self.node_up[r.node] or r.proc is not None:
-                    continue
-                candidates = [n for n in self.node_up if self.room(n) > 0]
-                if not candidates:
-                    continue
-                to = max(candidates, key=lambda n: (n == r.home, self.room(n)))
-                r.node = to
-                r.device = self.devices.get(to, r.device)
-                r.consecutive_crashes = 0
-                self._schedule(r, now)
-                moved[r.id] = to
-        if moved:
-            self._wake.set()
-        return moved
-
-    def pending(self) -> list[str]:
-        """Replicas waiting for a node to come back."""
-        with self.lock:
-            return [r.id for r in self.replicas.values() if not self.node_up[r.node]]
-
     def bring_node_up(self, node: str) -> bool:
         """Mark ``node`` up and schedule the replicas waiting for it; False when it already
-        was up."""
+        was up, or is a pool node not provisioned."""
         with self.lock:
-            if self.node_up[node] or self._stopping:
+            if self.node_up[node] or self._stopping or node in self.absent:
                 return False
             self.node_up[node] = True
             now = time.monotonic()
             for r in self.replicas.values():
                 if r.node == node:
                     r.consecutive_crashes = 0
-                    self._schedule(r, now)
+                    self.schedule_locked(r, now)
         self._wake.set()
         return True
 
@@ -243,7 +218,7 @@ class Supervisor:
             while f"{node}-{i}" in taken:
                 i += 1
             r = Replica(f"{node}-{i}", node, self.devices.get(node, "cpu"), autoscaled=True)
-            self._schedule(r, time.monotonic())
+            self.schedule_locked(r, time.monotonic())
             self.replicas[r.id] = r
         self._wake.set()
         return r
@@ -311,7 +286,9 @@ class Supervisor:
                     if event is not None:
                         events.append(event)
                 elif (
-                    r.next_start_at is not None and r.next_start_at <= now and self.node_up[r.node]
+                    r.next_start_at is not None
+                    and r.next_start_at <= now
+                    and self.node_up.get(r.node, False)
                 ):
                     r.next_start_at = None  # claimed by this tick
                     to_start.append(r)
@@ -356,7 +333,7 @@ class Supervisor:
         to = max(candidates, key=lambda n: (n == r.home, self.room(n)))
         r.node, r.device = to, self.devices.get(to, r.device)
         r.consecutive_crashes = 0
-        self._schedule(r, now)
+        self.schedule_locked(r, now)
         log.info("replica %s: %s, placed on %s", r.id, reason, to)
         return ("scale", "scheduler", {"reason": reason, "rescheduled": {r.id: to}})
 
@@ -367,14 +344,14 @@ class Supervisor:
         except OSError as exc:
             log.error("replica %s could not be spawned: %s", r.id, exc)
             with self.lock:
-                if self._stopping or not self.node_up[r.node]:
+                if self._stopping or not self.node_up.get(r.node, False):
                     return
                 event = self._crashed_locked(r, None, None, time.monotonic())
             event[2]["error"] = str(exc)
             self._emit([event])
             return
         with self.lock:
-            orphan = self._stopping or not self.node_up[r.node] or r.proc is not None
+            orphan = self._stopping or not self.node_up.get(r.node, False) or r.proc is not None
             if not orphan:
                 if r.state == "backoff":
                     r.restarts += 1
@@ -456,7 +433,8 @@ class Supervisor:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _schedule(self, r: Replica, now: float) -> None:
+    def schedule_locked(self, r: Replica, now: float) -> None:
+        """Start ``r`` on its node as soon as the loop runs; under lock."""
         r.state = "starting"
         r.next_start_at = now
         r.ready_since = None
