@@ -1,12 +1,14 @@
 """The experiment catalog: what ``gpuchaos list`` shows.
 
 The faults column comes from the fault registry (through the Chaos Toolkit adapter), so an
-experiment on any platform lists the faults its method injects, Kubernetes ones included.
+experiment on any platform lists the faults its method injects, Kubernetes ones included,
+with how each acts where the fault says (``mechanism``: a Kubernetes fault in a pod acts by
+exec or through the workload's fault hook).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ class CatalogEntry:
     faults: list[str]  # fault actions of the method, in order
     duration_s: float | None  # length of the load
     problem: str | None = None  # set when the file does not validate
+    #: fault -> how it acts, where the fault says (a Kubernetes fault: exec or the hook)
+    via: dict[str, str] = field(default_factory=dict)
 
 
 def _faults(document: dict[str, Any]) -> list[str]:
@@ -30,6 +34,16 @@ def _faults(document: dict[str, Any]) -> list[str]:
         found = lookup(activity)
         if found is not None and not found.reverts:
             out.append(found.fault.name)
+    return out
+
+
+def _mechanisms(document: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for activity in document.get("method") or []:
+        found = lookup(activity)
+        how = getattr(found.fault, "mechanism", "") if found is not None else ""
+        if found is not None and how:
+            out[found.fault.name] = str(how)
     return out
 
 
@@ -55,6 +69,7 @@ def catalog(folder: Path) -> list[CatalogEntry]:
                 exp.title,
                 _faults(exp.document),
                 float(duration) if duration is not None else None,
+                via=_mechanisms(exp.document),
             )
         )
     return entries
@@ -66,7 +81,8 @@ def catalog_table(entries: list[CatalogEntry]) -> str:
         if e.problem:
             rows.append((e.name, f"INVALID: {e.problem}", "", ""))
             continue
-        faults = ", ".join(e.faults) or "none (baseline)"
+        faults = ", ".join(f"{f} [{e.via[f]}]" if f in e.via else f for f in e.faults)
+        faults = faults or "none (baseline)"
         duration = f"{e.duration_s:g} s" if e.duration_s is not None else "-"
         rows.append((e.name, e.title, faults, duration))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]

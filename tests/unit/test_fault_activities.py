@@ -40,6 +40,9 @@ def test_the_catalog_lists_the_faults_of_every_platform() -> None:
     assert faults["capstone"] == ["lose_node", "exhaust_gpu_memory"]
     assert faults["traffic-spike"] == []
     assert "drain_gpu_node" in catalog_table(catalog(EXPERIMENTS))
+    # a Kubernetes fault in a pod says how it acts: exec, or the hook via the pod proxy
+    assert faults["k8s-gpu-lost"] == ["lose_gpu"]
+    assert "lose_gpu [taint + hook via pod proxy]" in catalog_table(catalog(EXPERIMENTS))
 
 
 def test_old_argument_names_still_load(tmp_path: Path) -> None:

@@ -104,6 +104,7 @@ class PoisonPod(Fault[PoisonArgs]):
     revert_action = "restart_poisoned_replica"
     hold = "open"
     aliases = {"pod": "replica"}
+    mechanism = "hook via pod proxy"
     summary = (
         "Poisoned CUDA context in a pod (XID): Running, every inference fails until restart "
         "[hook via the pod proxy]"
@@ -194,6 +195,7 @@ class LoseGpuOnNode(Fault[LoseGpuArgs]):
     revert_action = "restore_gpu"
     hold = "timed"
     aliases = {"unhealthy_s": "duration_s"}
+    mechanism = "taint + hook via pod proxy"
     summary = (
         "GPU lost under Running pods (XID 79): NoSchedule taint on the node plus a poisoned "
         "context in its pods [taint via the API, poison via the hook]"
@@ -299,6 +301,7 @@ class ThrottleGpuOnNode(Fault[ThrottleArgs]):
     target_arg = "node"
     revert_action = "unthrottle_gpu"
     hold = "open"
+    mechanism = "hook via pod proxy"
     summary = (
         "Throttled GPU: every step of the node's pods stretched by a factor; nothing fails "
         "[hook via the pod proxy]"

@@ -69,6 +69,7 @@ class ExhaustPodGpuMemory(Fault[PodMemoryArgs]):
     revert_action = "release_gpu_memory"
     hold = "open"
     aliases = {"pod": "replica", "hold_s": "duration_s"}
+    mechanism = "exec"
     summary = "GPU memory exhaustion inside a pod: the fault worker (exec) fills its GPU"
     proves = "the worker in the pod reports memory taken"
 

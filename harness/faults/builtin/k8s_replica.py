@@ -125,6 +125,7 @@ class ContendPodCompute(Fault[PodContentionArgs]):
     revert_action = "stop_contention"
     hold = "open"
     aliases = {"pod": "replica"}
+    mechanism = "exec, else hook via pod proxy"
     summary = (
         "Compute contention in a pod: a matmul loop beside the server [exec: the fault "
         "worker; where exec is refused: the hook's contend via the pod proxy]"
@@ -227,6 +228,7 @@ class HangPod(Fault[PodHangArgs]):
     revert_action = "resume_replica"
     hold = "open"
     aliases = {"pod": "replica"}
+    mechanism = "exec SIGSTOP, else hook via pod proxy"
     summary = (
         "A hung pod (neither serves nor dies) [exec: SIGSTOP of the server unless it is "
         "PID 1; else the hook's hang via the pod proxy]"
