@@ -263,6 +263,9 @@ class LiveProgress:
         for node in names:
             mine = [r for r in replicas if r.node == node]
             out.append((node, sum(r.state == "ready" for r in mine), len(mine)))
+        pending = sum(1 for r in replicas if r.state == "pending" or r.node not in names)
+        if pending:  # wanted, no node with room (a pool node may be on its way)
+            out.append(("pending", 0, pending))
         return out
 
     def devices(self) -> list[str]:

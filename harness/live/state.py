@@ -62,7 +62,7 @@ def replica_rows(source: ReplicaSource | None, view: View) -> list[dict[str, Any
             {
                 "kind": "replica",
                 "id": r.id,
-                "node": r.node,
+                "node": r.node or "(pending)",  # no node has room for it yet
                 "state": r.state,
                 "pid": r.pid,
                 "restarts": r.restarts,
