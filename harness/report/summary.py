@@ -78,7 +78,6 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
             f"| capacity return | {_v(rec.get('capacity_return_s'), 's')} |",
             f"| requests lost | {_v(rec.get('requests_lost'))} |",
         ]
-        lines += summary_rows(scorecard)  # time to alert (harness.alerts)
         faults = rec.get("per_fault") or []
         if len(faults) > 1:
             lines += [
@@ -97,6 +96,7 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
                 )
     else:
         lines.append("| fault | none |")
+    lines += summary_rows(scorecard)  # time to alert (harness.alerts), with a fault or not
     lines += gpu_faults_summary(scorecard)  # XIDs with NVIDIA's action, a lost GPU
     lines += capacity_summary(scorecard)  # preflight and the capacity chain
     run = scorecard.get("run") or {}
