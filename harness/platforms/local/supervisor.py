@@ -186,10 +186,7 @@ class Supervisor:
         with self.lock:
             if healthy == (node not in self.gpu_unhealthy):
                 return False
-            if healthy:
-                self.gpu_unhealthy.discard(node)
-            else:
-                self.gpu_unhealthy.add(node)
+            (self.gpu_unhealthy.discard if healthy else self.gpu_unhealthy.add)(node)
         self._wake.set()
         return True
 
@@ -319,11 +316,9 @@ class Supervisor:
         return ("replica_exit", r.id, details)
 
     def _off_unhealthy_gpu_locked(self, r: Replica, now: float) -> Event | None:
-        """A replica due to start on a node whose GPU is unhealthy: placed on the node with
-        most room (a ``scale`` event), as the scheduler does once the device plugin marks
-        the GPU unhealthy; else it waits there (one ``scale`` event saying so)."""
-        was = r.node
-        reason = f"GPU of {was} unhealthy"
+        """A replica due to start where the GPU is unhealthy goes to the node with most room,
+        as a scheduler does once the device plugin marks the GPU unhealthy, else it waits."""
+        reason = f"GPU of {r.node} unhealthy"
         candidates = [n for n in self.node_up if self.room(n) > 0]
         if not candidates:
             if r.state == "pending":
