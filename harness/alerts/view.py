@@ -61,13 +61,17 @@ def headline(block: Mapping[str, Any] | None) -> str | None:
     fired = [r for r in rules if r.get("fired")]
     if not fired:
         return f"no default alert fired (0 of {len(rules)})"
-    tta = block.get("time_to_alert_s")
-    page = block.get("time_to_page_s")
-    when = "no fault" if block.get("fault_start_s") is None else "none after the fault"
-    text = f"{_s(tta)} after the fault" if tta is not None else when
-    text += f" ({len(fired)} of {len(rules)} default alerts fired; "
-    text += f"first page {_s(page)} after the fault)" if page is not None else "no page)"
-    return text
+    pages = sum(1 for r in fired if r.get("severity") == "page")
+    count = f"{len(fired)} of {len(rules)} default alerts fired, " + (
+        f"{pages} of them pages" if pages else "no page"
+    )
+    if block.get("fault_start_s") is None:
+        return f"no fault; {count}, the first at {_s(block.get('first_firing_s'))}"
+    tta, page = block.get("time_to_alert_s"), block.get("time_to_page_s")
+    if tta is None:
+        return f"none after the fault; {count} before it"
+    first_page = "" if page is None else f"; first page {_s(page)} after the fault"
+    return f"{_s(tta)} after the fault ({count}{first_page})"
 
 
 def summary_rows(card: Mapping[str, Any]) -> list[str]:

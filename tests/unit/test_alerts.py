@@ -239,8 +239,8 @@ def test_a_scored_run_has_its_alerts_with_known_times(tmp_path: Path) -> None:
     assert json.loads((run / "scorecard.json").read_text())["alerts"] == card["alerts"]
     summary = render_summary(card, "t")
     assert (
-        "| time to alert | 1.0 s after the fault (6 of 6 default alerts fired; first page 1.0 s"
-        in summary
+        "| time to alert | 1.0 s after the fault (6 of 6 default alerts fired, 4 of them pages; "
+        "first page 1.0 s after the fault) |" in summary
     )
     from harness.alerts.view import alerts_html
 
@@ -275,3 +275,14 @@ def test_the_sli_counts_of_a_run_folder(tmp_path: Path) -> None:
     one_s = slis.bounds_ms.index(1000.0)
     assert slis.buckets[9, one_s] == 10 and slis.buckets[15, one_s] == 0
     assert slis.requests[10:15].sum() == 0  # nothing ends while the first slow ones run
+
+
+def test_the_summary_row_is_there_without_a_fault_too() -> None:
+    block = alerts_block(slis_of([10] * 30, [5] * 30))  # burning all along, no fault
+    card = {"verdict": "fail", "exit_code": 1, "recovery": {"fault": False}, "alerts": block}
+    summary = render_summary(card, "t")
+    assert "| fault | none |" in summary
+    assert (
+        "| time to alert | no fault; 6 of 6 default alerts fired, 4 of them pages, the first "
+        "at 1.0 s |" in summary
+    )
