@@ -95,7 +95,7 @@ class GpuNames:
             number += 1
         self.names[key] = f"gpu{number}"
         host, gpu, uuid = key
-        log.info("DCGM GPU %s (host %s, gpu %s, %s) is gpu%d", uuid, host, gpu, uuid, number)
+        log.info("DCGM GPU %s (host %s, gpu %s) is gpu%d", uuid, host, gpu, number)
         return self.names[key]
 
 
