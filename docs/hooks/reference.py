@@ -24,6 +24,7 @@ for _path in (ROOT, Path(__file__).resolve().parent):  # the checkout's harness;
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from refgen.catalog import catalog_page  # noqa: E402
 from refgen.cli import cli_page  # noqa: E402
 from refgen.faults import faults_page  # noqa: E402
 from refgen.models import experiment_page, model_section, walk_models  # noqa: E402
@@ -36,6 +37,7 @@ PAGES: dict[str, Callable[[], str]] = {
     "reference/cli.md": cli_page,
     "reference/faults.md": faults_page,
     "reference/metrics.md": metrics_page,
+    "reference/catalog.md": catalog_page,
 }
 
 

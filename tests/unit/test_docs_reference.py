@@ -202,3 +202,11 @@ def test_every_column_event_kind_and_run_file_is_in_the_reference() -> None:
 def test_no_generated_page_is_committed() -> None:
     for path in hook().PAGES:
         assert not (ROOT / "docs" / path).exists(), f"docs/{path} is generated: delete it"
+
+
+def test_every_experiment_plan_and_pack_is_in_the_catalog_page() -> None:
+    page = pages()["reference/catalog.md"]
+    for path in sorted((ROOT / "experiments").glob("*.yaml")):
+        assert f"| `{path.stem}` |" in page, f"experiment {path.stem} is missing"
+    for path in sorted((ROOT / "experiments").glob("*/*.yaml")):
+        assert f"`{path.relative_to(ROOT)}`" in page, f"{path} is missing"
