@@ -262,15 +262,21 @@ def test_pod_metrics_are_scraped_through_the_pod_proxy(
 ) -> None:
     platform, _ = deployed
     path = tmp_path / "telemetry.csv"
+    names = sorted(p.metadata.name for p in platform.pods())
     sampler = TelemetrySampler(platform, path, interval_s=1.0)
+    seen: set[tuple[str, str]] = set()
+
+    def every_pod_scraped() -> bool:  # a busy machine may time a scrape out: wait for one each
+        seen.update(sampler.latest)
+        return all((pod, "queue_waiting") in seen for pod in names)
+
     sampler.start()
     try:
-        _wait(lambda: sampler.samples >= 3)
+        _wait(every_pod_scraped, timeout=60.0)
     finally:
         sampler.stop()
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
-    names = sorted(p.metadata.name for p in platform.pods())
     for pod in names:
         got = {r["metric"]: float(r["value"]) for r in rows if r["source"] == pod}
         assert got["queue_waiting"] == 3.0 and got["running"] == 2.0
