@@ -286,3 +286,15 @@ def test_the_summary_row_is_there_without_a_fault_too() -> None:
         "| time to alert | no fault; 6 of 6 default alerts fired, 4 of them pages, the first "
         "at 1.0 s |" in summary
     )
+
+
+def test_without_promtool_the_rules_path_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.alerts.promtool import PromtoolMissing, evaluate_rule_file
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing on it
+    rules = tmp_path / "r.yaml"
+    rules.write_text("groups: []\n")
+    with pytest.raises(PromtoolMissing, match="apt-get install prometheus"):
+        evaluate_rule_file(rules, slis_of([1], [0]))
