@@ -17,14 +17,17 @@ import psutil
 import pytest
 import yaml
 
+from harness.config import EXTENSION_NAME
 from harness.scoring.rundir import score_run_dir
 from tests.support.procs import Processes, alive, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
-#: A short spike: 20 s of load after 3 s of warm-up.
+#: A short spike: 12 s of load after 2 s of warm-up. What the game-day tests check (folders,
+#: the contract, one deployment, pids, the interrupt) does not depend on the length of the
+#: load, only on each experiment's fault having run its course.
 SHORT = {
-    "duration_s": 20, "warmup_s": 3, "baseline_users": 2, "spike_start_s": 5,
-    "spike_duration_s": 8,
+    "duration_s": 12, "warmup_s": 2, "baseline_users": 2, "spike_start_s": 3,
+    "spike_duration_s": 6,
 }  # fmt: skip
 PLATFORM = {
     "kind": "local",
@@ -35,11 +38,11 @@ PLATFORM = {
     "liveness": {"period_s": 1, "timeout_s": 2, "failure_threshold": 3},
 }
 THREE = [
-    {"experiment": "traffic-spike", "vars": {**SHORT, "observe_s": 8}},
-    {"experiment": "gpu-node-loss",
-     "vars": {**SHORT, "fault_delay_s": 2, "node_down_s": 5, "recovery_wait_s": 4}},
-    {"experiment": "replica-hang",
-     "vars": {**SHORT, "fault_delay_s": 2, "hang_s": 6, "recovery_wait_s": 4}},
+    {"experiment": "traffic-spike", "vars": {**SHORT, "observe_s": 4}},
+    {"experiment": "gpu-node-loss.yaml",  # tolerant copies (see tolerant())
+     "vars": {**SHORT, "fault_delay_s": 1, "node_down_s": 3, "recovery_wait_s": 3}},
+    {"experiment": "replica-hang.yaml",
+     "vars": {**SHORT, "fault_delay_s": 1, "hang_s": 4, "recovery_wait_s": 3}},
 ]  # fmt: skip
 CONTRACT_KEYS = {
     "plan", "plan_name", "title", "plan_sha256", "harness_version", "started", "ended",
@@ -51,12 +54,29 @@ ENTRY_KEYS = {
 }  # fmt: skip
 
 
+def tolerant(folder: Path, name: str) -> None:
+    """``folder/<name>.yaml``: the catalog experiment with latency objectives that any
+    answered request meets (the request time-out). Its steady-state hypothesis runs before
+    the method; missed there (a busy machine easily misses a 250 ms p50), chaoslib skips the
+    method and no fault is injected, which is what these tests need to happen. The plan names
+    it by path, and its run folder keeps the catalog's name. Entries by catalog name (the
+    fault-free traffic spike) check the catalog lookup."""
+    doc = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
+    ext = next(e for e in doc["extensions"] if e.get("name") == EXTENSION_NAME)
+    timeout_ms = float(ext["load"]["request_timeout_s"]) * 1000.0
+    ext["slos"] = {k: timeout_ms if k.endswith("_ms") else v for k, v in ext["slos"].items()}
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 def write_plan(folder: Path, name: str, experiments: list[dict[str, Any]]) -> Path:
+    for entry in experiments:
+        if entry["experiment"].endswith(".yaml"):
+            tolerant(folder, entry["experiment"].removesuffix(".yaml"))
     plan = {
         "title": f"test game day {name}",
         "workload": {"kind": "llm", "model": "auto", "max_batch_size": 16},
         "platform": PLATFORM,
-        "health_gate": {"hold_s": 2, "timeout_s": 90},
+        "health_gate": {"hold_s": 1, "timeout_s": 90},
         "experiments": experiments,
     }
     path = folder / f"{name}.yaml"
@@ -171,9 +191,18 @@ def test_sigint_mid_plan_aborts_the_current_experiment_and_skips_the_rest(
         tmp_path,
         "interrupted",
         [
-            {"experiment": "traffic-spike", "vars": {**SHORT, "duration_s": 15, "observe_s": 5}},
             {
-                "experiment": "replica-hang",
+                "experiment": "traffic-spike",
+                "vars": {
+                    **SHORT,
+                    "duration_s": 6,
+                    "observe_s": 2,
+                    "spike_start_s": 2,
+                    "spike_duration_s": 3,
+                },
+            },
+            {
+                "experiment": "replica-hang.yaml",
                 "vars": {**SHORT, "fault_delay_s": 1, "hang_s": 30, "recovery_wait_s": 2},
             },
             {"experiment": "gpu-node-loss", "vars": SHORT},
