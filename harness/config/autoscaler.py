@@ -137,6 +137,16 @@ class AutoscalerSpec(StrictModel):
         le=MAX_REPLICAS,
         description=f"Most replicas added or removed at once, 1 to {MAX_REPLICAS}.",
     )
+    scale_down_stabilization_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_DURATION_S,
+        description=(
+            "A scale-down goes no lower than the highest count any rule asked for in the last "
+            "this many seconds (the HPA's scale-down stabilization window, 300 s there); 0 "
+            f"(default): none. At most {MAX_DURATION_S} (7 days)."
+        ),
+    )
     replica_memory_mib: float = Field(
         default=0.0,
         ge=0,

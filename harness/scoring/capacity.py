@@ -56,7 +56,7 @@ def capacity_chain(
     timeline: Sequence[Mapping[str, Any]], t0: float, recovery: Mapping[str, Any]
 ) -> dict[str, Any]:
     """``preflight`` (the checks run before the faults), ``chain`` (the links), ``total_s``
-    (first link to the last one that happened), ``nodes_added``/``nodes_removed`` (pool
+    (from the earliest link that happened to the latest), ``nodes_added``/``nodes_removed`` (pool
     nodes), and ``note`` when there was no pool node to wait for."""
     preflight = [dict(_details(e)) for e in timeline if e.get("kind") == "preflight"]
     spikes = [
@@ -152,7 +152,7 @@ def capacity_chain(
     result: dict[str, Any] = {
         "preflight": preflight,
         "chain": chain,
-        "total_s": round(happened[-1] - happened[0], 3) if len(happened) > 1 else None,
+        "total_s": round(max(happened) - min(happened), 3) if len(happened) > 1 else None,
         "nodes_added": sum(1 for e in events if _details(e).get("action") == "node_ready"),
         "nodes_removed": sum(1 for e in events if _details(e).get("action") == "node_removed"),
     }

@@ -131,6 +131,24 @@ def test_a_scale_down_goes_no_lower_than_another_rule_asks() -> None:
     assert d.desired == 3 and len(platform.removed) == 1
 
 
+def test_the_stabilization_window_holds_a_scale_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("harness.platforms.local.autoscaler.time.monotonic", lambda: clock[0])
+    platform = FakePlatform(ready=4, room={"node-a": 0}, pools=False)
+    spec = AutoscalerSpec(
+        threshold=2, min_replicas=1, max_step=4, cooldown_s=0, scale_down_stabilization_s=60
+    )
+    values: list[float | None] = [2.0]  # four replicas are just right
+    scaler = _scaler(platform, spec, values)
+    assert scaler.step().outcome == "steady"
+    clock[0] += 30
+    values[0] = 0.5  # one would do, but four were wanted 30 s ago
+    assert scaler.step().outcome == "steady" and platform.removed == []
+    clock[0] += 31  # the window has passed
+    d = scaler.step()
+    assert d.outcome == "scaled" and len(platform.removed) == 3
+
+
 def test_no_room_anywhere_creates_a_pending_replica_only_with_pools() -> None:
     spec = AutoscalerSpec(threshold=1, max_replicas=4, max_step=2)
     without = FakePlatform(ready=1, room={"node-a": 0}, pools=False)

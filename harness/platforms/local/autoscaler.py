@@ -9,14 +9,15 @@ Its desired count is ``ceil(ready x value / threshold)`` (no change within ``tol
 clamped to ``[min_replicas, max_replicas]`` and to ``max_step`` per action; after its own
 action the rule waits ``cooldown_s``. A rule scales up on its own; it scales down no lower
 than what every other rule last asked for (the HPA takes the largest proposal), so a quiet
-queue does not undo what the latency rule added. A scale-up places each new replica on the
-up node with the most room (``max_replicas`` of the node) that has ``replica_memory_mib``
-free (NVML on CUDA, host memory on CPU); when no node has room and the platform has node
-pools, the replica is created Pending (no node), as a Deployment's pod is, for the cluster
-autoscaler (:mod:`~harness.platforms.local.cluster`) to find. Every decision that differs
-from the current count is a ``scale`` event (acted on, held by the cooldown, or blocked by
-capacity) naming its rule; the new replicas' ``replica_ready`` events follow. Long
-intervals and cooldowns make it too slow, as in production.
+queue does not undo what the latency rule added, nor lower than any rule asked for within
+``scale_down_stabilization_s`` (the HPA's stabilization window). A scale-up places each
+new replica on the up node with the most room (``max_replicas`` of the node) that has
+``replica_memory_mib`` free (NVML on CUDA, host memory on CPU); when no node has room and
+the platform has node pools, the replica is created Pending (no node), as a Deployment's
+pod is, for the cluster autoscaler (:mod:`~harness.platforms.local.cluster`) to find.
+Every decision that differs from the current count is a ``scale`` event (acted on, held by
+the cooldown, or blocked by capacity) naming its rule; the new replicas' ``replica_ready``
+events follow. Long intervals and cooldowns make it too slow, as in production.
 
 It drives its platform only through :class:`ScalablePlatform`, the few calls it makes, so it
 does not import the platform that starts it (no import circle), and it reads GPU memory
@@ -144,6 +145,7 @@ class Autoscaler:
         self.decisions: list[Decision] = []
         self.rules = [_Rule(rule, i) for i, rule in enumerate(spec.effective_rules())]
         self._latency = LatencyWindow(requests_path)
+        self._asked: list[tuple[float, int]] = []  # (monotonic, desired) of every rule
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -173,6 +175,7 @@ class Autoscaler:
             r.last_reported = None
             r.proposal = None
             r.ttft_prev.clear()
+        self._asked.clear()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -221,8 +224,13 @@ class Autoscaler:
             return Decision(None, current, ready, current, "no data", [], [], index)
         desired = desired_replicas(current, ready, value, self.spec, rule.spec)
         rule.proposal = desired
+        now = time.monotonic()
+        self._asked.append((now, desired))
+        window = self.spec.scale_down_stabilization_s
+        self._asked = [(t, d) for t, d in self._asked if now - t <= window]
         others = [r.proposal for r in self.rules if r is not rule and r.proposal is not None]
-        if desired < current and others:  # no lower than another rule asks for
+        others += [d for _, d in self._asked]  # the stabilization window's proposals
+        if desired < current:  # no lower than another rule asks for, or asked lately
             desired = min(current, max(desired, *others))
         if desired == current:
             rule.last_reported = None
