@@ -200,12 +200,19 @@ def test_lose_gpu_refuses_a_node_marked_already(
     deployed: tuple[KubernetesPlatform, Timeline], pods: FakePods, tmp_path: Path
 ) -> None:
     platform, timeline = deployed
-    from harness.faults.kube import taint_node
+    from harness.faults.kube import taint_node, untaint
 
     taint_node(platform.core(), "gpu-a", TAINT, "by-someone-else")
-    with activate(_ctx(platform, timeline, tmp_path)), pytest.raises(FaultNoEffect, match=TAINT):
-        k8s_actions.lose_gpu(node="gpu-a", duration_s=0.5)
-    assert f"{TAINT}=by-someone-else:NoSchedule" in _taints(platform, "gpu-a")  # left alone
+    try:
+        with (
+            activate(_ctx(platform, timeline, tmp_path)),
+            pytest.raises(FaultNoEffect, match=TAINT),
+        ):
+            k8s_actions.lose_gpu(node="gpu-a", duration_s=0.5)
+        assert f"{TAINT}=by-someone-else:NoSchedule" in _taints(platform, "gpu-a")  # left alone
+        assert not any(p.poisoned for p in pods.pods.values()) and _records() == []
+    finally:
+        untaint(platform.core(), "gpu-a", TAINT)
 
 
 def test_throttle_gpu_then_unthrottle(
@@ -265,6 +272,7 @@ def test_pod_metrics_are_scraped_through_the_pod_proxy(
     names = sorted(p.metadata.name for p in platform.pods())
     sampler = TelemetrySampler(platform, path, interval_s=1.0)
     seen: set[tuple[str, str]] = set()
+    before = len(cluster.h.proxied)
 
     def every_pod_scraped() -> bool:  # a busy machine may time a scrape out: wait for one each
         seen.update(sampler.latest)
@@ -281,6 +289,7 @@ def test_pod_metrics_are_scraped_through_the_pod_proxy(
         got = {r["metric"]: float(r["value"]) for r in rows if r["source"] == pod}
         assert got["queue_waiting"] == 3.0 and got["running"] == 2.0
         assert got["kv_cache_usage"] == 0.25 and got["oom_total"] == 1.0
-    scraped = {p for m, _, p, port, path_, _ in cluster.h.proxied if path_ == "/metrics"}
-    assert scraped == set(names)
-    assert all(port == "8000" for *_, port, path_, _ in cluster.h.proxied if path_ == "/metrics")
+    proxied = [(m, p, port) for m, _, p, port, path_, _ in cluster.h.proxied[before:]
+               if path_ == "/metrics"]  # fmt: skip
+    assert {p for _, p, _ in proxied} == set(names)  # every pod, through the pod proxy
+    assert {(m, port) for m, _, port in proxied} == {("GET", "8000")}

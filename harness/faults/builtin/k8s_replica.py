@@ -56,6 +56,7 @@ Via = Literal["auto", "exec", "hook"]
 #: schedules its SIGCONT after the time-to-live ($1) in the pod itself.
 _STOP_SCRIPT = r"""
 for d in /proc/[0-9]*; do
+  [ "${d#/proc/}" = "$$" ] && continue  # this shell's own command line holds the pattern
   c=$(tr '\000' ' ' < "$d/cmdline" 2>/dev/null)
   case "$c" in *"-m workloads."*) p=${d#/proc/}; break;; esac
 done
