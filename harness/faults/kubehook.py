@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import logging
 import secrets
+import threading
+import weakref
 from typing import Any
 
 from harness.errors import ChaosError, PlatformError
@@ -72,6 +75,25 @@ def read_token(core: Any, namespace: str, secret: str) -> str | None:
         raise PlatformError(f"Secret {namespace}/{secret}: key {TOKEN_KEY} is not base64") from None
 
 
+_pod_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_pod_clients_lock = threading.Lock()
+
+
+def pod_client(api: Any) -> Any:
+    """A client like ``api`` that never retries: a pod that does not answer in time (hung,
+    or slow) is an answer here, and urllib3's default three retries would make every such
+    probe or scrape take four times its limit."""
+    from kubernetes import client
+
+    with _pod_clients_lock:
+        found = _pod_clients.get(api)
+        if found is None:
+            config = copy.copy(api.configuration)
+            config.retries = False
+            found = _pod_clients[api] = client.ApiClient(configuration=config)
+        return found
+
+
 def proxy_request(
     api: Any,
     namespace: str,
@@ -94,6 +116,7 @@ def proxy_request(
         header_params["Content-Type"] = "application/json"
     # the path is written here, not passed as a path parameter: the client would quote its
     # slashes (admin%2Ffault); the pod and namespace are DNS names, nothing to quote
+    api = pod_client(api)
     request = api.param_serialize(
         method=method,
         resource_path=f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path}",

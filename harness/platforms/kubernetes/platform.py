@@ -378,7 +378,7 @@ class KubernetesPlatform:
 
     def metrics_text(self, replica_id: str, timeout_s: float = 1.0) -> str:
         """The pod's Prometheus ``/metrics`` through the API server's pod proxy."""
-        return pod_metrics_text(self.core(), self.namespace, replica_id, self.spec.port, timeout_s)
+        return pod_metrics_text(self.api, self.namespace, replica_id, self.spec.port, timeout_s)
 
     def _plan_existing(self) -> None:
         pods = self.pods()

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.config import KubernetesPlatformSpec
 from harness.errors import PlatformError
-from harness.faults.kubehook import new_token, token_secret
+from harness.faults.kubehook import new_token, pod_client, token_secret
 from harness.platforms.kubernetes.manifests import MANAGED_BY
 from harness.platforms.kubernetes.objects import Created
 
@@ -42,11 +42,14 @@ def create_token_secret(core: Any, spec: KubernetesPlatformSpec) -> tuple[Create
     return Created("Secret", name, ns, str(made.metadata.uid or "")), token
 
 
-def pod_metrics_text(core: Any, namespace: str, pod: str, port: int, timeout_s: float) -> str:
-    """The body of the pod's ``/metrics`` through the pod proxy; raises OSError (no answer in
-    time) or ValueError (an HTTP error), as the local scrape does."""
+def pod_metrics_text(api: Any, namespace: str, pod: str, port: int, timeout_s: float) -> str:
+    """The body of the pod's ``/metrics`` through the pod proxy (a client that does not
+    retry: a slow pod costs one time limit, not four); raises OSError (no answer in time)
+    or ValueError (an HTTP error), as the local scrape does."""
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
+    core = client.CoreV1Api(pod_client(api))
     try:
         text = core.connect_get_namespaced_pod_proxy_with_path(
             f"{pod}:{port}", namespace, "metrics", _request_timeout=timeout_s
