@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 #: An opening fence (possibly indented, inside a list item) and its language.
@@ -161,6 +161,23 @@ def _merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _inside_a_block(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as the block whose keys it uses (``autoscaler:`` is a key of the local
+    platform block, so it becomes ``{platform: {autoscaler: ...}}``); unchanged when none."""
+    from harness.config import LoadSpec, LocalPlatformSpec, SLOSpec, WorkloadSpec
+
+    blocks: list[tuple[str, type[BaseModel]]] = [
+        ("platform", LocalPlatformSpec),
+        ("load", LoadSpec),
+        ("slos", SLOSpec),
+        ("workload", WorkloadSpec),
+    ]
+    for key, model in blocks:
+        if set(data) <= {f.alias or n for n, f in model.model_fields.items()}:
+            return {key: data}
+    return data
+
+
 def validate_yaml(data: Any, tmp_path: Path) -> str:
     """Validate a documented YAML block as what it is; returns the kind it was taken for."""
     from harness.config import HarnessSpec
@@ -189,6 +206,8 @@ def validate_yaml(data: Any, tmp_path: Path) -> str:
         DrillPack.model_validate(data)
         return "pack"
     fields = {f.alias or n for n, f in HarnessSpec.model_fields.items()}
+    if set(data) - fields:  # a fragment of one block (platform:, load: ...)
+        data = _inside_a_block(data)
     unknown = set(data) - fields
     assert not unknown, (
         f"{sorted(unknown)}: not an experiment, plan, pack or gpuchaos block fragment; "
@@ -219,6 +238,9 @@ def test_validation_refuses_a_wrong_example(tmp_path: Path) -> None:
     with pytest.raises(AssertionError):
         validate_yaml({"jobs": {"gate": {}}}, tmp_path)
     assert validate_yaml({"slos": {"p99_latency_ms": 500}}, tmp_path) == "fragment"
+    with pytest.raises(ValidationError):  # a key of the platform block, checked there
+        validate_yaml({"autoscaler": {"metric": "queue_depth", "threshold": -1}}, tmp_path)
+    assert validate_yaml({"autoscaler": {"metric": "queue_depth", "threshold": 2}}, tmp_path)
 
 
 # --- shell snippets ----------------------------------------------------------------------
