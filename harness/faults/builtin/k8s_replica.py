@@ -170,13 +170,14 @@ class ContendPodCompute(Fault[PodContentionArgs]):
             warm = read_reply(resp, _EXEC_READY_TIMEOUT_S)
             if not warm.get("ok"):
                 raise ChaosError(f"the fault worker in {name} failed to start: {warm.get('error')}")
-            active = in_process(self.name, name, stop)
-            t0 = time.perf_counter()
-            resp.write_stdin(json.dumps({"op": "burn"}) + "\n")
-            read_reply(resp, 60.0)
         except BaseException:
             resp.close()
             raise
+        active = in_process(self.name, name, stop)
+        with active.undone_on_error():  # the loop stopped and the stream closed
+            t0 = time.perf_counter()
+            resp.write_stdin(json.dumps({"op": "burn"}) + "\n")
+            read_reply(resp, 60.0)
         injection = Injection(name, active, {"pod": name, "via": "exec"},
                               latency_s=time.perf_counter() - t0)  # fmt: skip
         injection.scratch["resp"] = resp
