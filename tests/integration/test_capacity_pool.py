@@ -8,7 +8,6 @@ Pending replicas (the rules' own Pending path is covered by tests/unit)."""
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import subprocess
 import sys
@@ -21,12 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 EXPERIMENT = ROOT / "experiments" / "capstone-slow-capacity.yaml"
 STAGE_S = 0.5
 SHORT = {
-    "duration_s": 40,
+    "duration_s": 32,
     "warmup_s": 3,
     "baseline_users": 2,
     "spike_multiplier": 1,
     "spike_start_s": 1,
-    "spike_duration_s": 38,
+    "spike_duration_s": 30,
     "spike_wait_s": 1,
     "node_down_s": 20,
     "recovery_wait_s": 5,
@@ -94,9 +93,11 @@ def test_a_pending_replica_brings_a_pool_node_after_its_stages(
     stages = [e for e in _cluster(events, "node_stage") if e["details"]["node"] == node]
     assert [e["details"]["stage"] for e in stages] == ["boot", "driver", "image_pull"]
     ready = next(e for e in _cluster(events, "node_ready") if e["details"]["node"] == node)
-    # each stage ended no earlier than its own length after the one before
-    times = [requested["time"]] + [e["time"] for e in stages]
-    assert all(b - a >= STAGE_S - 0.01 for a, b in itertools.pairwise(times))
+    # the i-th stage ended no earlier than i stage lengths after the request (an event is
+    # written at the model's next tick, so two may come close together on a busy machine)
+    for i, e in enumerate(stages, 1):
+        assert e["time"] - requested["time"] >= i * STAGE_S - 0.01, e
+    assert [e["time"] for e in stages] == sorted(e["time"] for e in stages)
     assert ready["time"] >= stages[-1]["time"]
     assert any(e["kind"] == "node_up" and e["target"] == node for e in events)
     # the scheduler placed the pending replica on the new node; it started and was Ready
