@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -18,11 +19,25 @@ from tests.support.runs import PASSING_SLOS, gameday_folder
 NOT_RUN_REASON = "the platform was not healthy within 180 s"
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folders of :func:`gamedays`, scored once per module (scoring is the slow part)."""
+    root = tmp_path_factory.mktemp("gameday-report") / "results"
+    _build(root / "gamedays")
+    return root
+
+
 @pytest.fixture
-def gamedays(tmp_path: Path) -> tuple[Path, Path]:
+def gamedays(built: Path, tmp_path: Path) -> tuple[Path, Path]:
     """Two game days of plan weekly: the first all passed; in the second gpu-node-loss got
-    slow (p50 missed), traffic-spike failed its SLOs and replica-hang did not run."""
-    root = tmp_path / "results" / "gamedays"
+    slow (p50 missed), traffic-spike failed its SLOs and replica-hang did not run. A copy of
+    its own for each test (tests write reports into them)."""
+    root = Path(shutil.copytree(built, tmp_path / "results", symlinks=True)) / "gamedays"
+    first, second = sorted(p for p in root.iterdir() if p.is_dir())
+    return first, second
+
+
+def _build(root: Path) -> tuple[Path, Path]:
     first = gameday_folder(
         root / "20260103T000000Z-weekly",
         [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -20,11 +21,21 @@ from tests.support.runs import PASSING_SLOS, gameday_folder, scored_run
 BASE_TIME = pd.Timestamp(1_000_000.0, unit="s", tz="UTC")
 
 
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folders of :func:`results`, scored once per module (scoring is the slow part)."""
+    return _build(tmp_path_factory.mktemp("history") / "results")
+
+
 @pytest.fixture
-def results(tmp_path: Path) -> Path:
+def results(built: Path, tmp_path: Path) -> Path:
     """results/: two single runs and two game days of plan weekly (the second with a run
-    that did not happen), all of gpu-node-loss but one traffic-spike."""
-    root = tmp_path / "results"
+    that did not happen), all of gpu-node-loss but one traffic-spike. A copy of its own for
+    each test (tests add, rename and break folders)."""
+    return Path(shutil.copytree(built, tmp_path / "results", symlinks=True))
+
+
+def _build(root: Path) -> Path:
     scored_run(root / "20260101T000000Z-gpu-node-loss", slos=PASSING_SLOS)  # day 0: pass
     scored_run(root / "20260102T000000Z-gpu-node-loss", slos=PASSING_SLOS, slow=True, day=1)
     gameday_folder(
