@@ -5,6 +5,7 @@ newcomer can hold in their head. Read with ast, nothing imported."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +68,7 @@ def _imports(path: Path, name: str, known: dict[str, Path]) -> set[str]:
     return found
 
 
+@functools.cache  # one parse of harness/ for the tests of this module (they only read it)
 def _graph() -> dict[str, set[str]]:
     known = _modules()
     return {name: _imports(path, name, known) for name, path in known.items()}
