@@ -82,7 +82,10 @@ class FaultRecord:
     def save(self) -> Path:
         path = self.path
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)), encoding="utf-8")
+        # 0600 from the start: a hook fault's record holds the replica's fault-hook token
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(asdict(self)))
         os.replace(tmp, path)
         return path
 

@@ -4,6 +4,7 @@ config models, /proc parsing and fault state files."""
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,17 @@ def test_state_file_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert loaded == record
     assert loaded.owner_alive() and not loaded.expired()
     assert loaded.expired(record.created_at + 31)
+
+
+def test_a_fault_record_with_a_hook_token_is_readable_by_its_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUCHAOS_STATE_DIR", str(tmp_path))
+    record = FaultRecord(
+        id="t1", kind="hook", fault="throttle_gpu", target="node-a", owner_pid=os.getpid(),
+        owner_start=None, created_at=0.0, expires_at=1.0,
+        hook={"host": "127.0.0.1", "port": "1", "token": "secret"},
+    )  # fmt: skip
+    path = record.save()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert FaultRecord.load(path).hook["token"] == "secret"
