@@ -183,6 +183,8 @@ def _open_browser(tmp: Path) -> tuple[Any, BaseException | None]:
         return _browser(tmp), None
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:
         return None, exc
+    except Exception as exc:  # chromedriver would not start: the browser test fails, not all
+        return None, exc
 
 
 def _script(proc: Any, out: Path, log: Path, d: Drill, browser: Any) -> None:
