@@ -108,9 +108,12 @@ SHORT_NODE_LOSS = {
 }
 
 
-def gpuchaos_run_cmd(out: Path, **overrides: object) -> list[str]:
-    """``gpuchaos run`` of the short node-loss experiment into ``out``, with overrides."""
-    args = [sys.executable, "-m", "harness", "run", str(NODE_LOSS_EXPERIMENT), "--out", str(out)]
+def gpuchaos_run_cmd(
+    out: Path, experiment: Path = NODE_LOSS_EXPERIMENT, **overrides: object
+) -> list[str]:
+    """``gpuchaos run`` of the short node-loss experiment into ``out``, with overrides
+    (``experiment``: another file with the same configuration keys, e.g. a tolerant copy)."""
+    args = [sys.executable, "-m", "harness", "run", str(experiment), "--out", str(out)]
     for k, v in {**SHORT_NODE_LOSS, **overrides}.items():
         args += ["--var", f"{k}={v}"]
     return args

@@ -17,9 +17,9 @@ import psutil
 import pytest
 import yaml
 
-from harness.config import EXTENSION_NAME
 from harness.scoring.rundir import score_run_dir
 from tests.support.procs import Processes, alive, wait_ready
+from tests.support.tolerant import tolerant_copy
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A short spike: 12 s of load after 2 s of warm-up. What the game-day tests check (folders,
@@ -39,7 +39,7 @@ PLATFORM = {
 }
 THREE = [
     {"experiment": "traffic-spike", "vars": {**SHORT, "observe_s": 4}},
-    {"experiment": "gpu-node-loss.yaml",  # tolerant copies (see tolerant())
+    {"experiment": "gpu-node-loss.yaml",  # tolerant copies (tests/support/tolerant.py)
      "vars": {**SHORT, "fault_delay_s": 1, "node_down_s": 3, "recovery_wait_s": 3}},
     {"experiment": "replica-hang.yaml",
      "vars": {**SHORT, "fault_delay_s": 1, "hang_s": 4, "recovery_wait_s": 3}},
@@ -54,24 +54,11 @@ ENTRY_KEYS = {
 }  # fmt: skip
 
 
-def tolerant(folder: Path, name: str) -> None:
-    """``folder/<name>.yaml``: the catalog experiment with latency objectives that any
-    answered request meets (the request time-out). Its steady-state hypothesis runs before
-    the method; missed there (a busy machine easily misses a 250 ms p50), chaoslib skips the
-    method and no fault is injected, which is what these tests need to happen. The plan names
-    it by path, and its run folder keeps the catalog's name. Entries by catalog name (the
-    fault-free traffic spike) check the catalog lookup."""
-    doc = yaml.safe_load((ROOT / "experiments" / f"{name}.yaml").read_text())
-    ext = next(e for e in doc["extensions"] if e.get("name") == EXTENSION_NAME)
-    timeout_ms = float(ext["load"]["request_timeout_s"]) * 1000.0
-    ext["slos"] = {k: timeout_ms if k.endswith("_ms") else v for k, v in ext["slos"].items()}
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-
-
 def write_plan(folder: Path, name: str, experiments: list[dict[str, Any]]) -> Path:
     for entry in experiments:
         if entry["experiment"].endswith(".yaml"):
-            tolerant(folder, entry["experiment"].removesuffix(".yaml"))
+            # a copy whose steady-state check a busy machine passes, or no fault is injected
+            tolerant_copy(folder, entry["experiment"].removesuffix(".yaml"))
     plan = {
         "title": f"test game day {name}",
         "workload": {"kind": "llm", "model": "auto", "max_batch_size": 16},
