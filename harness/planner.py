@@ -46,8 +46,8 @@ def _arguments(activity: dict[str, Any], configuration: dict[str, Any]) -> dict[
     return dict(substitute(args, configuration, {}) or {})
 
 
-#: Faults that take a node's replicas away, and their default hold (seconds).
-_NODE_LOSS = {"lose_node": 30.0}
+#: Faults that take a node's replicas away: what they lose and their default hold (seconds).
+_NODE_LOSS = {"lose_node": ("node", 30.0), "lose_gpu": ("gpu", 30.0)}
 
 
 def preflight_checks(experiment: Experiment) -> list[Preflight]:
@@ -66,9 +66,12 @@ def preflight_checks(experiment: Experiment) -> list[Preflight]:
         node = args.get(found.fault.target_arg)
         if not isinstance(node, str) or node not in known:
             continue  # a random or unknown target: the fault's own checks say so
-        held = args.get("duration_s", args.get("down_for_s", _NODE_LOSS[found.fault.name]))
+        loss, default = _NODE_LOSS[found.fault.name]
+        held = args.get("duration_s", args.get("down_for_s", args.get("unhealthy_s", default)))
         down = float(held) if isinstance(held, (int, float)) else None
-        checks.append(preflight_node_loss(spec.platform, node, spec.slos.recovery_s, down))
+        checks.append(
+            preflight_node_loss(spec.platform, node, spec.slos.recovery_s, down, loss=loss)
+        )
     return checks
 
 

@@ -38,11 +38,13 @@ class Preflight:
     capacity_s: float | None  # seconds until every lost replica has a place; None: never
     recovery_s: float | None  # the experiment's recovery objective
     in_time: bool | None  # capacity_s within recovery_s; None when there is no objective
+    loss: str = "node"  # what is lost: the node, or only its GPU (lose_gpu: XID 79)
 
     def line(self) -> str:
         """One line for people, e.g. "node-a lost: 2 replicas, room for 1 elsewhere, a
         pool node would take about 190 s; recovery objective 30 s: cannot recover in time"."""
-        text = f"{self.node} lost: {self.replicas} replica{'s' * (self.replicas != 1)}, "
+        what = self.node if self.loss == "node" else f"{self.node}'s GPU"
+        text = f"{what} lost: {self.replicas} replica{'s' * (self.replicas != 1)}, "
         text += f"room for {self.room_elsewhere} elsewhere"
         if self.unplaced:
             if self.pool_s is not None:
@@ -68,9 +70,12 @@ def preflight_node_loss(
     node: str,
     recovery_s: float | None,
     down_for_s: float | None = None,
+    loss: str = "node",
 ) -> Preflight:
     """Losing ``node`` of ``platform`` (for ``down_for_s`` seconds; None: for good) against
-    the recovery objective ``recovery_s`` (seconds; None: no objective)."""
+    the recovery objective ``recovery_s`` (seconds; None: no objective). ``loss="gpu"``: only
+    the node's GPU is lost (``lose_gpu``); the same arithmetic, since its replicas must go
+    elsewhere or wait for the GPU just as they wait for a node."""
     fixed = {n.name: n for n in platform.nodes}
     lost = fixed[node].replicas if node in fixed else 0
     room = sum(max(0, n.capacity - n.replicas) for n in platform.nodes if n.name != node)
@@ -105,4 +110,5 @@ def preflight_node_loss(
         capacity_s=capacity_s,
         recovery_s=recovery_s,
         in_time=in_time,
+        loss=loss,
     )

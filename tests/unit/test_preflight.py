@@ -140,3 +140,26 @@ def test_strict_refuses_before_deploy_with_one_line(
     fast = _capstone(tmp_path, preflight="strict")
     code = main(["run", str(fast), "--dry-run", "--var", "boot_s=10", "--var", "image_pull_s=5"])
     assert code == 0
+
+
+def test_a_lost_gpu_is_checked_like_a_lost_node(capsys: pytest.CaptureFixture[str]) -> None:
+    """lose_gpu takes the node's replicas away for unhealthy_s (the node stays up): the same
+    room-or-wait arithmetic, named as the GPU's loss."""
+    from harness.cli import main
+
+    spec = _platform(
+        [{"name": "node-a", "replicas": 1}, {"name": "node-b", "replicas": 1, "max_replicas": 1}]
+    )
+    check = preflight_node_loss(spec, "node-a", recovery_s=15, down_for_s=30, loss="gpu")
+    assert check.line() == (
+        "node-a's GPU lost: 1 replica, room for 0 elsewhere, no pool node can take the rest, "
+        "the node returns after 30 s; recovery objective 15 s: cannot recover in time"
+    )
+    path = ROOT / "experiments" / "gpu-lost.yaml"
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # node-b has room for the poisoned replica: it fits at once, whatever unhealthy_s is
+    assert (
+        "dry run: preflight: node-a's GPU lost: 1 replica, room for 1 elsewhere; "
+        "recovery objective 15 s: fits"
+    ) in out
