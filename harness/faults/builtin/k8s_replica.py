@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import Field
 
@@ -100,10 +100,54 @@ def _hook_fault(host: ClusterHost, fault: str, pod: str, kind: str, ttl_s: float
     return Injection(pod, active, {"pod": pod, "via": "hook"})
 
 
+class _PodArgs(FaultArgs):
+    """What both pod faults take: the pod, the mechanism, the hold and its time-to-live."""
+
+    replica: str | None = Field(None, description="The workload pod (default: first Ready).")
+    via: Via = _via_field("see the fault")
+    duration_s: float = duration_field(30.0)
+    ttl_s: float | None = ttl_field()
+
+
+P = TypeVar("P", bound=_PodArgs)
+
+
+class _ExecElseHook(Fault[P]):
+    """The shared part of a pod fault acted by exec, else by the fault hook: the target,
+    the plan and the choice of mechanism (``via``); a subclass says how exec does it
+    (:meth:`_by_exec`), which hook kind stands in (``hook_kind``) and how to prove it."""
+
+    hook_kind: ClassVar[str]
+    how: ClassVar[dict[str, str]]  # via -> what the plan says it would do
+
+    def pick_target(self, ctx: FaultContext, args: P) -> str:
+        return str(pick_pod(ctx.platform, None).metadata.name)
+
+    def plan(self, ctx: FaultContext, args: P, target: str) -> dict[str, Any]:
+        name = pick_pod(ctx.platform, target).metadata.name
+        return {"pod": name, "would": f"would {self.how[args.via]} in pod {name}"}
+
+    def inject(self, ctx: FaultContext, args: P, target: str) -> Injection:
+        host: ClusterHost = ctx.platform
+        name = pick_pod(host, target).metadata.name
+        ttl = ttl_for(args.duration_s, args.ttl_s)
+        if args.via != "hook":
+            try:
+                return self._by_exec(host, name, ttl)
+            except (PlatformError, ChaosError) as exc:
+                if args.via == "exec":
+                    raise
+                log.info("%s in %s: exec cannot (%s); using the fault hook", self.name, name, exc)
+        return _hook_fault(host, self.name, name, self.hook_kind, ttl)
+
+    def _by_exec(self, host: ClusterHost, name: str, ttl: float) -> Injection:
+        raise NotImplementedError
+
+
 # -- contend_compute ------------------------------------------------------------------------
 
 
-class PodContentionArgs(FaultArgs):
+class PodContentionArgs(_PodArgs):
     replica: str | None = Field(
         None, description="The workload pod whose GPU gets a neighbour (default: first Ready)."
     )
@@ -113,7 +157,7 @@ class PodContentionArgs(FaultArgs):
 
 
 @register
-class ContendPodCompute(Fault[PodContentionArgs]):
+class ContendPodCompute(_ExecElseHook[PodContentionArgs]):
     """Compute contention in a pod: a neighbour loop on its GPU. exec: the fault worker's
     matmul loop in the pod (its own time-to-live); hook: the workload's ``contend``.
     Proof: exec, the loop's iterations advance; hook, the hook reports ``contend``.
@@ -133,29 +177,9 @@ class ContendPodCompute(Fault[PodContentionArgs]):
     )
     proves = "the loop in the pod advances (exec) or the hook reports contend (hook)"
 
-    def pick_target(self, ctx: FaultContext, args: PodContentionArgs) -> str:
-        return str(pick_pod(ctx.platform, None).metadata.name)
-
-    def plan(self, ctx: FaultContext, args: PodContentionArgs, target: str) -> dict[str, Any]:
-        name = pick_pod(ctx.platform, target).metadata.name
-        how = {"exec": "exec the fault worker's loop", "hook": "POST contend to the fault hook",
-               "auto": "exec the fault worker's loop (else POST contend to the hook)"}  # fmt: skip
-        return {"pod": name, "would": f"would {how[args.via]} in pod {name}"}
-
-    def inject(self, ctx: FaultContext, args: PodContentionArgs, target: str) -> Injection:
-        host: ClusterHost = ctx.platform
-        name = pick_pod(host, target).metadata.name
-        ttl = ttl_for(args.duration_s, args.ttl_s)
-        if args.via != "hook":
-            try:
-                return self._by_exec(host, name, ttl)
-            except (PlatformError, ChaosError) as exc:
-                if args.via == "exec":
-                    raise
-                log.info(
-                    "contend_compute in %s: exec refused (%s); using the fault hook", name, exc
-                )
-        return _hook_fault(host, self.name, name, "contend", ttl)
+    hook_kind = "contend"
+    how = {"exec": "exec the fault worker's loop", "hook": "POST contend to the fault hook",
+           "auto": "exec the fault worker's loop (else POST contend to the hook)"}  # fmt: skip
 
     def _by_exec(self, host: ClusterHost, name: str, ttl: float) -> Injection:
         resp = _exec(host, name, worker_command(ttl), stdin=True, _preload_content=False)
@@ -206,7 +230,7 @@ class ContendPodCompute(Fault[PodContentionArgs]):
 # -- hang_replica ---------------------------------------------------------------------------
 
 
-class PodHangArgs(FaultArgs):
+class PodHangArgs(_PodArgs):
     replica: str | None = Field(
         None, description="The workload pod to hang (default: the first Ready by name)."
     )
@@ -216,7 +240,7 @@ class PodHangArgs(FaultArgs):
 
 
 @register
-class HangPod(Fault[PodHangArgs]):
+class HangPod(_ExecElseHook[PodHangArgs]):
     """A hung pod: it neither serves nor dies. exec: SIGSTOP of the server process (not
     possible when it is the container's PID 1), SIGCONT scheduled in the pod after the
     time-to-live; hook: the workload's ``hang`` (every route but the hook blocks). Proof:
@@ -237,27 +261,9 @@ class HangPod(Fault[PodHangArgs]):
     )
     proves = "/health/live through the pod proxy gives no answer within 2 s"
 
-    def pick_target(self, ctx: FaultContext, args: PodHangArgs) -> str:
-        return str(pick_pod(ctx.platform, None).metadata.name)
-
-    def plan(self, ctx: FaultContext, args: PodHangArgs, target: str) -> dict[str, Any]:
-        name = pick_pod(ctx.platform, target).metadata.name
-        how = {"exec": "SIGSTOP its server by exec", "hook": "POST hang to its fault hook",
-               "auto": "SIGSTOP its server by exec (else POST hang to its hook)"}  # fmt: skip
-        return {"pod": name, "would": f"would hang pod {name}: {how[args.via]}"}
-
-    def inject(self, ctx: FaultContext, args: PodHangArgs, target: str) -> Injection:
-        host: ClusterHost = ctx.platform
-        name = pick_pod(host, target).metadata.name
-        ttl = ttl_for(args.duration_s, args.ttl_s)
-        if args.via != "hook":
-            try:
-                return self._by_exec(host, name, ttl)
-            except (PlatformError, ChaosError) as exc:
-                if args.via == "exec":
-                    raise
-                log.info("hang_replica in %s: exec cannot (%s); using the fault hook", name, exc)
-        return _hook_fault(host, self.name, name, "hang", ttl)
+    hook_kind = "hang"
+    how = {"exec": "SIGSTOP the server by exec", "hook": "POST hang to the fault hook",
+           "auto": "SIGSTOP the server by exec (else POST hang to the hook)"}  # fmt: skip
 
     def _by_exec(self, host: ClusterHost, name: str, ttl: float) -> Injection:
         out = str(_exec(host, name, ["sh", "-c", _STOP_SCRIPT, "sh", f"{ttl:.0f}"]))
