@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field
@@ -131,6 +132,48 @@ def _replica_door(host: LocalHost, replica: str) -> tuple[int, int, str]:
     if token is None:
         raise FaultNoEffect(f"replica {replica}", "it was started without a fault hook token")
     return pid, port, token
+
+
+Door = tuple[int, int, str]  # a running replica's pid, port and fault-hook token
+
+
+def _node_doors(host: LocalHost, fault: str, node: str) -> dict[str, Door]:
+    """The door of every running replica of ``node``; FaultNoEffect when it runs none."""
+    doors = {rid: _replica_door(host, rid) for rid in host.replica_pids(node)}
+    if not doors:
+        raise FaultNoEffect(f"{fault} {node}", "the node has no running replica")
+    return doors
+
+
+def _on_each_replica(
+    fault: str,
+    node: str,
+    doors: dict[str, Door],
+    apply: Callable[[str, Door], ActiveFault],
+    first: tuple[Callable[[], object], Callable[[], object]] | None = None,
+) -> ActiveFault:
+    """A node-wide fault made of one fault per replica (each with its own state file for
+    the reverter): one in-process ActiveFault whose revert undoes ``first`` (a do/undo pair
+    acted on the node before the replicas) and every replica's fault; a replica that
+    refuses is FaultNoEffect, and what was done so far is undone."""
+    done: list[ActiveFault] = []
+
+    def undo() -> None:
+        if first is not None:
+            first[1]()
+        for one in done:
+            one.revert()
+
+    active = in_process(fault, node, undo)
+    with active.undone_on_error():
+        if first is not None:
+            first[0]()
+        for rid, door in doors.items():
+            try:
+                done.append(apply(rid, door))
+            except ChaosError as exc:
+                raise FaultNoEffect(f"{fault} {node}", f"{rid}: {exc}") from None
+    return active
 
 
 def _workload_kind(ctx: FaultContext) -> str:
@@ -261,29 +304,18 @@ class LoseGpu(Fault[LoseGpuArgs]):
 
     def inject(self, ctx: FaultContext, args: LoseGpuArgs, target: str) -> Injection:
         host: LocalHost = ctx.platform
-        doors = {rid: _replica_door(host, rid) for rid in host.replica_pids(target)}
-        if not doors:
-            raise FaultNoEffect(f"{self.name} {target}", "the node has no running replica")
+        doors = _node_doors(host, self.name, target)
         ttl = ttl_for(args.duration_s, args.ttl_s)
-        poisoned: list[ActiveFault] = []
+        before: dict[str, float | None] = {}
 
-        def undo() -> None:
-            host.set_gpu_healthy(target, True)
-            for one in poisoned:
-                one.revert()
+        def poison(rid: str, door: Door) -> ActiveFault:
+            pid, port, token = door
+            before[rid] = hookclient.metric_total(port, FAILURES_METRIC)
+            return poison_process(self.name, rid, port, token, pid, args.xid, ttl, ctx.run_dir)
 
-        active = in_process(self.name, target, undo)
-        before = {}
-        with active.undone_on_error():
-            host.set_gpu_healthy(target, False, args.xid)
-            for rid, (pid, port, token) in doors.items():
-                before[rid] = hookclient.metric_total(port, FAILURES_METRIC)
-                try:
-                    poisoned.append(
-                        poison_process(self.name, rid, port, token, pid, args.xid, ttl, ctx.run_dir)
-                    )
-                except ChaosError as exc:
-                    raise FaultNoEffect(f"{self.name} {target}", f"{rid}: {exc}") from None
+        gpu = (lambda: host.set_gpu_healthy(target, False, args.xid),
+               lambda: host.set_gpu_healthy(target, True))  # fmt: skip
+        active = _on_each_replica(self.name, target, doors, poison, first=gpu)
         facts = {
             "xid": args.xid,
             "replicas": {rid: pid for rid, (pid, _, _) in doors.items()},
@@ -355,27 +387,14 @@ class ThrottleGpu(Fault[ThrottleArgs]):
 
     def inject(self, ctx: FaultContext, args: ThrottleArgs, target: str) -> Injection:
         host: LocalHost = ctx.platform
-        doors = {rid: _replica_door(host, rid) for rid in host.replica_pids(target)}
-        if not doors:
-            raise FaultNoEffect(f"{self.name} {target}", "the node has no running replica")
+        doors = _node_doors(host, self.name, target)
         ttl = ttl_for(args.duration_s, args.ttl_s)
-        throttled: list[ActiveFault] = []
 
-        def undo() -> None:
-            for one in throttled:
-                one.revert()
+        def throttle(rid: str, door: Door) -> ActiveFault:
+            pid, port, token = door
+            return throttle_process(self.name, rid, port, token, pid, args.factor, ttl, ctx.run_dir)
 
-        active = in_process(self.name, target, undo)
-        with active.undone_on_error():
-            for rid, (pid, port, token) in doors.items():
-                try:
-                    throttled.append(
-                        throttle_process(
-                            self.name, rid, port, token, pid, args.factor, ttl, ctx.run_dir
-                        )
-                    )
-                except ChaosError as exc:
-                    raise FaultNoEffect(f"{self.name} {target}", f"{rid}: {exc}") from None
+        active = _on_each_replica(self.name, target, doors, throttle)
         facts = {"factor": args.factor, "replicas": {rid: d[0] for rid, d in doors.items()}}
         injection = Injection(target, active, facts)
         injection.scratch["doors"] = doors
