@@ -95,10 +95,19 @@ def test_open_loop_holds_the_rate_against_a_slow_server(
     assert len(queued) == len(dispatched)
     # four in flight cannot keep up: later arrivals waited in the client queue
     assert max(queued) > 100.0
+    shape_end = run.t0 + shape.duration_s
+    cut_off = []
     for r in rows:
         assert float(r["latency_ms"]) >= float(r["queue_ms"] or 0.0) - 1.0
-        if r["status"] == "200":
-            assert int(r["output_tokens"]) == 40
+        if r["status"] == "200" and not r["error"]:
+            assert int(r["output_tokens"]) == 40, r  # an answer counts its tokens
+        elif r["status"] == "200":
+            cut_off.append(r)
+    # a 200 that failed was one in flight when the load stopped: its answer was cut off
+    # after the shape's end (a busy machine can leave some), never more than were in flight
+    assert len(cut_off) <= spec.max_in_flight, cut_off
+    for r in cut_off:
+        assert float(r["end"]) >= shape_end - 0.5, r
 
 
 def test_open_loop_at_40_per_second_for_10_s_records_400(
