@@ -19,6 +19,8 @@ X`` is the one way in:
 - :mod:`~harness.config.slos`: ``slos``
 - :mod:`~harness.config.stop_conditions`: ``stop_conditions``
 - :mod:`~harness.config.telemetry`: ``telemetry`` (DCGM through Prometheus)
+- :mod:`~harness.config.tenancy`: ``tenancy`` (tenants on one pool, how GPUs are shared),
+  with :mod:`~harness.config.tenancy_layout` (where each tenant's replicas go)
 - :mod:`~harness.config.harness`: ``HarnessSpec``, the whole ``gpuchaos`` block
 """
 
@@ -51,16 +53,19 @@ from harness.config.shapes import (
 from harness.config.slos import SLO_NAMES, WINDOW_NAMES, SLOSpec
 from harness.config.stop_conditions import StopCondition
 from harness.config.telemetry import TelemetrySpec
+from harness.config.tenancy import SHARING_MODES, ContractSpec, TenancySpec, TenantSpec
 from harness.config.workload import WORKLOAD_MODELS, WORKLOAD_MODULES, WorkloadSpec
 
 __all__ = [
     "EXTENSION_NAME",
     "LEVEL_DOC",
+    "SHARING_MODES",
     "SLO_NAMES",
     "WINDOW_NAMES",
     "WORKLOAD_MODELS",
     "WORKLOAD_MODULES",
     "AutoscalerSpec",
+    "ContractSpec",
     "DevicePluginSpec",
     "DiurnalShape",
     "EndpointSpec",
@@ -82,6 +87,8 @@ __all__ = [
     "StopCondition",
     "StrictModel",
     "TelemetrySpec",
+    "TenancySpec",
+    "TenantSpec",
     "TraceShape",
     "WorkloadSpec",
     "read_trace",

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from harness.config import (
     AutoscalerSpec,
+    ContractSpec,
     DevicePluginSpec,
     DiurnalShape,
     EndpointSpec,
@@ -41,6 +42,8 @@ from harness.config import (
     StepShape,
     StopCondition,
     TelemetrySpec,
+    TenancySpec,
+    TenantSpec,
     TraceShape,
     WorkloadSpec,
 )
@@ -122,6 +125,17 @@ BASES: dict[str, dict[str, Any]] = {
             "shape": {"kind": "diurnal", "duration_s": 10, "mean": 2, "amplitude": 1, "period_s": 5}
         },
     },
+    "tenancy": {
+        "name": "gpuchaos",
+        "platform": {"kind": "local", "nodes": [{"name": "gpu-0"}, {"name": "gpu-1"}]},
+        "tenancy": {
+            "sharing": "mps",
+            "tenants": [
+                {"name": "a", "load": {"shape": _SHAPE}, "contract": {"memory_mib": 512}},
+                {"name": "b", "load": {"shape": _SHAPE}, "autoscaler": {"threshold": 1}},
+            ],
+        },
+    },
     "trace": {
         "name": "gpuchaos",
         "platform": {"kind": "local", "nodes": [{"name": "node-a"}]},
@@ -156,6 +170,9 @@ BLOCKS: list[tuple[str, str, type[BaseModel]]] = [
     ("ramp", "load.shape", RampShape),
     ("diurnal", "load.shape", DiurnalShape),
     ("trace", "load.shape", TraceShape),
+    ("tenancy", "tenancy", TenancySpec),
+    ("tenancy", "tenancy.tenants[0]", TenantSpec),
+    ("tenancy", "tenancy.tenants[0].contract", ContractSpec),
 ]
 
 #: Numeric fields that are not a plain number (a union, a list, a dict): checked by their
