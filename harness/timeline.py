@@ -38,6 +38,9 @@ EventKind = Literal[
     "drill_action",  # a trainee's action in a drill (harness.drill.actions)
     "gpu_unhealthy",  # a node's GPU lost under running replicas (lose_gpu): none starts there
     "gpu_healthy",  # its GPU back
+    "quota_refused",  # a tenant's scale-up past its replica quota (tenancy)
+    "admission_denied",  # a tenant's replica launch an admission rule denied (tenancy)
+    "replica_recreated",  # a tenant's replica restarted with a new memory cap (VPA-style)
 ]
 
 

@@ -78,6 +78,21 @@ def stop_processes(
 # -- address-space limit (CPU stand-in for GPU memory exhaustion) -----------------------
 
 
+def cap_address_space(pid: int, headroom_mib: float) -> int | None:
+    """Set the soft RLIMIT_AS of ``pid`` to its current size plus ``headroom_mib`` (never
+    above the hard limit, which is left alone); returns the new soft limit in bytes, None
+    when the process is gone. Also the tenancy memory cap's CPU stand-in."""
+    size = vm_size(pid)
+    if size is None:
+        return None
+    new_soft = size + int(headroom_mib * MIB)
+    _, hard = resource.prlimit(pid, resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        new_soft = min(new_soft, hard)
+    resource.prlimit(pid, resource.RLIMIT_AS, (new_soft, hard))
+    return new_soft
+
+
 def limit_address_space(
     fault: str,
     target: str,
@@ -100,15 +115,9 @@ def limit_address_space(
     limits: dict[int, int] = {}
     try:
         for t in targets:
-            size = vm_size(t.pid)
-            if size is None:
-                continue
-            new_soft = size + int(headroom_mib * MIB)
-            _, hard = resource.prlimit(t.pid, resource.RLIMIT_AS)
-            if hard != resource.RLIM_INFINITY:
-                new_soft = min(new_soft, hard)
-            resource.prlimit(t.pid, resource.RLIMIT_AS, (new_soft, hard))
-            limits[t.pid] = new_soft
+            new_soft = cap_address_space(t.pid, headroom_mib)
+            if new_soft is not None:
+                limits[t.pid] = new_soft
     except (ProcessLookupError, PermissionError) as exc:
         active.revert()
         raise FaultNoEffect(f"{fault} {target}", f"prlimit failed: {exc}") from None

@@ -47,6 +47,8 @@ class LocalPlatform(Placement):
     """Replicas as processes on virtual nodes, a supervisor and a router (see DESIGN.md)."""
 
     kind = "local"
+    #: the supervisor's class (a subclass may vet each launch: tenancy's admission policy)
+    supervisor_class: type[Supervisor] = Supervisor
 
     def __init__(
         self,
@@ -79,7 +81,7 @@ class LocalPlatform(Placement):
             spec.outlier_ejection,
             lambda kind, rid, details: self.timeline.emit(kind, rid, details),
         )
-        self._supervisor = Supervisor(
+        self._supervisor = self.supervisor_class(
             replicas,
             self._node_names,
             self._launch,
@@ -383,6 +385,7 @@ class LocalPlatform(Placement):
             "--replica-id", replica.id,
             "--threads", str(self.spec.torch_threads),
             *w.server_args(),  # model, batching, queue, timeouts, memory model, extra_args
+            *self._replica_args(replica),
         ]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
@@ -395,6 +398,10 @@ class LocalPlatform(Placement):
         header = f"=== gpuchaos {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}"
         cpus = self._node_cpus[replica.node]
         return spawn(argv, env, self.log_path(replica.id), header, cpus=cpus)
+
+    def _replica_args(self, replica: Replica) -> list[str]:
+        """Server flags of one replica beyond the workload's (a tenant's memory cap)."""
+        return []
 
     def _check_node(self, node: str) -> None:
         if node not in self._node_names:
