@@ -1,0 +1,331 @@
+"""A noisy neighbour's memory spike: ``spike_neighbour_memory``.
+
+What it teaches: whether one tenant's memory spike can take the other tenants down depends
+on how the GPU is shared. Under time-slicing the device's memory is one pool with no
+isolation: the neighbour's allocation leaves the others nothing, and their next large
+allocation fails (a CUDA OOM). Under MPS (a per-client memory cap) and MIG (a slice with its
+own memory), and with a GPU per replica, the spike comes out of the tenant's own share: it
+hurts only itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydantic import Field
+
+from harness.config.base import MAX_MEMORY_MIB, MAX_TOKENS, MAX_WORDS
+from harness.errors import ChaosError, FaultNoEffect
+from harness.faults import hookclient, injectors
+from harness.faults.active import begin
+from harness.faults.builtin.memory import (
+    OOM_METRICS,
+    ExhaustGpuMemory,
+    MemoryArgs,
+    _oom_count,
+    _probe_allocation,
+)
+from harness.faults.builtin.tenancy_common import (
+    LAST,
+    TenancyHost,
+    all_replicas,
+    declared_mib,
+    pick,
+    running,
+    tenancy_host,
+    tenant_field,
+    umbrella,
+)
+from harness.faults.contract import (
+    Fault,
+    FaultArgs,
+    FaultContext,
+    Injection,
+    duration_field,
+    ttl_field,
+)
+from harness.faults.policy import ttl_for
+from harness.faults.procfs import start_time
+from harness.faults.registry import register
+from harness.faults.state import Target
+from harness.telemetry.nvml import gpu_free_mib
+
+log = logging.getLogger(__name__)
+
+#: The fault hook's allocation in a replica's own CUDA context (workloads/faulthook.py).
+HOG_KIND = "hog"
+
+
+class SpikeMemoryArgs(FaultArgs):
+    tenant: str | None = tenant_field(LAST)
+    mib: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_MEMORY_MIB,
+        allow_inf_nan=False,
+        description=(
+            "MiB each of the tenant's replicas allocates on its device, above 0 and at most "
+            f"{MAX_MEMORY_MIB:,} (1 TiB); unset: all it can (time-slicing: the whole device; "
+            "mps, mig, exclusive: its whole cap)."
+        ),
+    )
+    duration_s: float = duration_field(20.0)
+    ttl_s: float | None = ttl_field()
+    probe_words: int = Field(
+        200,
+        ge=1,
+        le=MAX_WORDS,
+        description=(
+            f"CPU: words of the completion that proves an allocation fails, 1 to {MAX_WORDS:,}."
+        ),
+    )
+    probe_max_tokens: int = Field(
+        64,
+        ge=1,
+        le=MAX_TOKENS,
+        description=f"CPU: max_tokens of that completion, 1 to {MAX_TOKENS:,}.",
+    )
+
+
+def headrooms(
+    ctx: FaultContext, host: TenancyHost, tenant: str, mine: list[str], mib: float | None
+) -> dict[str, float]:
+    """The device memory (MiB) each affected replica has left once ``tenant``'s replicas
+    ``mine`` allocated ``mib`` each (None: all they can).
+
+    time-slicing: one pool per device, shared by every co-resident replica: what is left is
+    the GPU's memory less every co-resident replica's declared use and the spike, floor 0,
+    for all of them (the neighbours starve). Otherwise each of the tenant's replicas has its
+    own cap, and only they lose: their cap less the spike, floor 0."""
+    gpu = float(host.gpu_memory_mib)
+    out: dict[str, float] = {}
+    if host.sharing == "time-slicing":
+        for rid in mine:
+            group = sorted(set(host.co_resident(rid)) | {rid})
+            spikers = [r for r in group if host.tenant_of(r) == tenant]
+            spike = (gpu if mib is None else mib) * len(spikers)
+            free = max(0.0, gpu - sum(declared_mib(ctx, host, r) for r in group) - spike)
+            for r in group:
+                out[r] = min(out.get(r, free), free)
+        return out
+    for rid in mine:
+        cap = host.memory_cap_mib(rid)
+        own = gpu if cap is None else float(cap)
+        out[rid] = max(0.0, own - (own if mib is None else mib))
+    return out
+
+
+def _workload_kind(ctx: FaultContext, host: TenancyHost, replica: str) -> str:
+    tenancy = getattr(getattr(ctx, "spec", None), "tenancy", None)
+    if tenancy is None:
+        return "llm"
+    try:
+        return str(tenancy.tenant(host.tenant_of(replica)).workload.kind)
+    except KeyError:
+        return "llm"
+
+
+def _group(headroom: dict[str, float]) -> dict[float, list[str]]:
+    by: dict[float, list[str]] = {}
+    for rid, mib in sorted(headroom.items()):
+        by.setdefault(round(mib, 3), []).append(rid)
+    return by
+
+
+@register
+class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
+    """Noisy neighbour, memory: the tenant's replicas allocate ``mib`` each on their device.
+    Under time-slicing the device's memory is one pool, so every replica that shares the
+    device (any tenant) is left what the spike leaves free; under mps, mig and exclusive the
+    spike comes out of the tenant's own cap and only its replicas are short.
+
+    CPU stand-in: the soft RLIMIT_AS of each affected replica is lowered to its size plus
+    what it has left (time-slicing: ``gpu_memory_mib`` less the co-resident replicas'
+    declared use, less the spike, floor 0; otherwise its cap less the spike, floor 0), so its
+    next large allocation fails as a CUDA OOM would. CUDA: time-slicing, a hog worker fills
+    the device (as exhaust_gpu_memory does); mps and mig, each of the tenant's replicas is
+    asked (fault hook ``hog``) to allocate inside its own capped context.
+    Proof (CPU): the limits in /proc/PID/limits and a large completion failing on every
+    affected replica (or its OOM counter moving); CUDA: the hog's and NVML's free memory, or
+    the hook's answer. Revert: the limits restored, the hog freed, the hook cleared."""
+
+    name = "spike_neighbour_memory"
+    platform = "local"
+    args = SpikeMemoryArgs
+    target_arg = "tenant"
+    revert_action = "release_neighbour_memory"
+    hold = "timed"
+    summary = (
+        "Noisy neighbour, memory: a tenant's replicas allocate on their device; time-slicing "
+        "starves every co-resident tenant, mps/mig/exclusive only the tenant itself (CPU "
+        "stand-in: RLIMIT_AS lowered to what the spike leaves)"
+    )
+    proves = (
+        "the lowered limits in /proc/PID/limits and a large completion failing on every "
+        "affected replica (CUDA: memory taken)"
+    )
+
+    def pick_target(self, ctx: FaultContext, args: SpikeMemoryArgs) -> str:
+        return pick(ctx, self.name, last=True)
+
+    def inject(self, ctx: FaultContext, args: SpikeMemoryArgs, target: str) -> Injection:
+        host = tenancy_host(ctx, self.name)
+        mine = running(host, self.name, target)
+        ttl = ttl_for(args.duration_s, args.ttl_s)
+        device = host.node_device(host.replica_node(next(iter(mine))))
+        if device.startswith("cuda"):
+            if host.sharing == "time-slicing":
+                return self._fill(ctx, host, args, target, mine, device, ttl)
+            return self._hook_hog(ctx, host, args, target, mine, ttl)
+        pids = all_replicas(host)
+        room = {
+            r: m for r, m in headrooms(ctx, host, target, list(mine), args.mib).items() if r in pids
+        }
+        active, done = umbrella(self.name, target)
+        limits: dict[int, int] = {}
+        t0 = time.perf_counter()
+        with active.undone_on_error():
+            for mib, rids in _group(room).items():
+                one, _, got = injectors.limit_address_space(
+                    self.name, target, [pids[r] for r in rids], mib, ttl, ctx.run_dir
+                )
+                done.append(one)
+                limits.update(got)
+        latency = time.perf_counter() - t0
+        ports = {pids[r]: host.replica_port(r) for r in room}
+        probed = {pids[r]: ports[pids[r]] for r in room if _workload_kind(ctx, host, r) == "llm"}
+        facts = {
+            "tenant": target,
+            "sharing": host.sharing,
+            "device": device,
+            "affected": sorted(room),
+        }
+        injection = Injection(target, active, facts, latency_s=latency)
+        injection.scratch.update(
+            room=room,
+            pids={r: pids[r] for r in room},
+            limits=limits,
+            probed=probed,
+            before={pid: _oom_count(port) for pid, port in probed.items()},
+        )
+        return injection
+
+    # -- CUDA -------------------------------------------------------------------------------
+
+    def _fill(
+        self,
+        ctx: FaultContext,
+        host: TenancyHost,
+        args: SpikeMemoryArgs,
+        target: str,
+        mine: dict[str, int],
+        device: str,
+        ttl: float,
+    ) -> Injection:
+        """time-slicing on a GPU: a hog worker takes ``mib`` (or all but 256 MiB) of it."""
+        rid = next(iter(mine))
+        node = host.replica_node(rid)
+        free = gpu_free_mib(device)
+        leave = 256.0 if args.mib is None or free is None else max(0.0, free - args.mib)
+        mem_args = MemoryArgs.model_validate(
+            {"node": node, "leave_free_mib": leave, "duration_s": args.duration_s}
+        )
+        hog = ExhaustGpuMemory()
+        injection = hog._fill(ctx, mem_args, node, device, ttl)
+        affected = sorted(set(host.co_resident(rid)) | {rid})
+        injection.target = target
+        injection.facts.update(tenant=target, sharing=host.sharing, affected=affected)
+        injection.scratch["mem_args"] = mem_args
+        return injection
+
+    def _hook_hog(
+        self,
+        ctx: FaultContext,
+        host: TenancyHost,
+        args: SpikeMemoryArgs,
+        target: str,
+        mine: dict[str, int],
+        ttl: float,
+    ) -> Injection:
+        """mps and mig on a GPU: each of the tenant's replicas allocates inside its own
+        capped context (the hook's ``hog``), so the cap, not the neighbours, takes the hit."""
+        active, done = umbrella(self.name, target)
+        replies: dict[str, Any] = {}
+        t0 = time.perf_counter()
+        with active.undone_on_error():
+            for rid, pid in mine.items():
+                port, token = host.replica_port(rid), host.fault_token(rid)
+                if port is None or token is None:
+                    raise FaultNoEffect(f"{self.name} {target}", f"{rid} has no fault hook")
+                cap = host.memory_cap_mib(rid) or host.gpu_memory_mib
+                mib = float(args.mib if args.mib is not None else cap)
+                hook = {"host": "127.0.0.1", "port": str(port), "token": token}
+                one = begin(
+                    "hook",
+                    self.name,
+                    rid,
+                    [Target(pid, start_time(pid))],
+                    ttl,
+                    ctx.run_dir,
+                    hook=hook,
+                )
+                done.append(one)
+                try:
+                    replies[rid] = hookclient.call(port, token, {"kind": HOG_KIND, "mib": mib})
+                except ChaosError as exc:
+                    raise FaultNoEffect(f"{self.name} {target}", f"{rid}: {exc}") from None
+        facts = {"tenant": target, "sharing": host.sharing, "affected": sorted(mine)}
+        injection = Injection(target, active, facts, latency_s=time.perf_counter() - t0)
+        injection.scratch["hog"] = replies
+        return injection
+
+    # -- proof ------------------------------------------------------------------------------
+
+    def prove(
+        self, ctx: FaultContext, args: SpikeMemoryArgs, injection: Injection
+    ) -> dict[str, Any] | None:
+        base = {
+            "tenant": injection.facts["tenant"],
+            "sharing": injection.facts["sharing"],
+            "affected": injection.facts["affected"],
+        }
+        if "hog" in injection.scratch:
+            return {**base, "hog": injection.scratch["hog"], "checked": "the hook's hog answer"}
+        if "mem_args" in injection.scratch:
+            proof = ExhaustGpuMemory()._prove_cuda(injection.scratch["mem_args"], injection)
+            return {**base, **proof}
+        s = injection.scratch
+        if "failed" not in s:  # once: a large completion to each affected llm replica
+            s["failed"] = _probe_allocation(s["probed"], args.probe_words, args.probe_max_tokens)
+        moved = {pid for pid, port in s["probed"].items() if _oom_count(port) > s["before"][pid]}
+        failed_pids = {
+            pid for pid in s["probed"] if any(f.startswith(f"pid {pid}:") for f in s["failed"])
+        }
+        if set(s["probed"]) - failed_pids - moved:
+            return None
+        host = tenancy_host(ctx, self.name)
+        tenant = injection.facts["tenant"]
+        return {
+            **base,
+            "neighbours_affected": sorted(r for r in s["room"] if host.tenant_of(r) != tenant),
+            "headroom_mib": {r: round(m, 1) for r, m in s["room"].items()},
+            "soft_limit_mib": {
+                r: round(s["limits"][pid] / (1 << 20), 1)
+                for r, pid in s["pids"].items()
+                if pid in s["limits"]
+            },
+            "failed_allocations": s["failed"],
+            "oom_metric_moved": sorted(moved),
+            "checked": "/proc/PID/limits and a large completion failing on each affected replica",
+        }
+
+    def no_effect(self, ctx: FaultContext, args: SpikeMemoryArgs, injection: Injection) -> str:
+        s = injection.scratch
+        return (
+            f"limits set with headroom {s.get('room')} MiB (seen in /proc/PID/limits), but not "
+            f"every affected replica failed a {args.probe_words}-word completion (failed: "
+            f"{s.get('failed')}) nor moved {'/'.join(OOM_METRICS)}; a spike smaller than what "
+            "is free leaves room: raise mib or leave it unset"
+        )
