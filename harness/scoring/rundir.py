@@ -40,6 +40,7 @@ from harness.scoring.persecond import per_second, write_per_second
 from harness.scoring.resilience import litmus_style
 from harness.scoring.scorecard import build_scorecard, json_safe
 from harness.scoring.slis import read_requests
+from harness.scoring.tenancy import score_tenancy
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +174,29 @@ def _add_chaos(card: dict[str, Any], journal: dict[str, Any] | None, warnings: l
 def _score(run_dir: Path, write: bool) -> dict[str, Any]:
     paths = RunDir(run_dir)
     doc, spec = load_run_spec(run_dir)
+    if spec.tenancy is not None:
+        return _score_tenancy(paths, doc, spec, write)
     block = chunk_bytes()
     with tempfile.TemporaryDirectory(prefix="gpuchaos-score-") as scratch:
         if paths.requests.is_file() and paths.requests.stat().st_size > block:
             return _score_logs(paths, doc, spec, write, (Path(scratch), block))
         return _score_logs(paths, doc, spec, write, None)
+
+
+def _score_tenancy(
+    paths: RunDir, doc: dict[str, Any], spec: HarnessSpec, write: bool
+) -> dict[str, Any]:
+    """A tenancy run: each tenant scored on its view of the folder, then combined
+    (:mod:`harness.scoring.tenancy`); the steady-state hypothesis judged on the whole run."""
+    card = score_tenancy(
+        paths.path, doc, spec, write=write, score_folder=lambda view: _score(view, write)
+    )
+    _add_chaos(card, read_journal(paths.journal, card["warnings"]), card["warnings"])
+    if write:
+        paths.scorecard.write_text(
+            json.dumps(card, indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        )
+    return card
 
 
 def _score_logs(

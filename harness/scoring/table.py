@@ -118,6 +118,45 @@ def _analytics_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _tenancy_lines(scorecard: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A tenancy run (:mod:`harness.scoring.tenancy`): the sharing mode, a line per tenant
+    (verdict, requests, cost and utilization), the blast radius, the capacity refused."""
+    pairs = [("sharing", str(scorecard.get("sharing")))]
+    costs = scorecard.get("cost") or {}
+    for name, card in (scorecard.get("tenants") or {}).items():
+        run, cost = card.get("run") or {}, costs.get(name) or {}
+        text = (
+            f"{str(card.get('verdict', '?')).upper()}, {_fmt(run.get('requests'))} requests, "
+            f"{_fmt(run.get('errors'))} failed, p99 {_fmt(run.get('p99_latency_ms'), 'ms')}; "
+            f"{_fmt(cost.get('gpu_seconds_allocated'))} GPU-s allocated, "
+            f"{_fmt(cost.get('utilization_pct'))}% used"
+        )
+        if cost.get("cost") is not None:
+            text += f", cost {cost['cost']:.4f}"
+        pairs.append((f"tenant {name}", text + (" (under 60%)" if cost.get("wasted") else "")))
+    blast = scorecard.get("blast_radius") or []
+    pairs += [("blast radius", str(e.get("line"))) for e in blast]
+    if not blast:
+        pairs.append(("blast radius", "no fault aimed at a tenant"))
+    for name, d in (scorecard.get("denied_capacity") or {}).items():
+        if d.get("refusals"):
+            pairs.append(
+                (
+                    f"quota {name}",
+                    f"{d['refusals']} refusal(s), "
+                    f"{_fmt(d.get('replica_seconds_denied'))} replica-s denied",
+                )
+            )
+    for name, d in (scorecard.get("admission_denials") or {}).items():
+        if d.get("denials"):
+            rules = ", ".join(f"{r} x{n}" for r, n in (d.get("rules") or {}).items())
+            pairs.append((f"admission {name}", f"{d['denials']} denial(s) ({rules})"))
+    for name, items in (scorecard.get("recreated") or {}).items():
+        if items:
+            pairs.append((f"recreated {name}", ", ".join(str(i.get("replica")) for i in items)))
+    return pairs
+
+
 def scorecard_table(scorecard: Mapping[str, Any]) -> str:
     """A short plain-text table: one line per SLO, recovery and analytics lines, verdict."""
     rows = [("SLO", "objective", "measured", "result")]
@@ -134,7 +173,10 @@ def scorecard_table(scorecard: Mapping[str, Any]) -> str:
         )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3] for r in rows]
-    pairs = _recovery_lines(scorecard) + _analytics_lines(scorecard)
+    if isinstance(scorecard.get("tenants"), Mapping):
+        pairs = _tenancy_lines(scorecard)
+    else:
+        pairs = _recovery_lines(scorecard) + _analytics_lines(scorecard)
     verdict = str(scorecard.get("verdict", "?")).upper()
     if scorecard.get("abort_reason"):
         verdict += f": {scorecard['abort_reason']}"
