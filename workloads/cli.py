@@ -103,9 +103,16 @@ def add_admission_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_process_args(parser: argparse.ArgumentParser) -> None:
-    """The flags that come last: seed, threads and log level."""
+    """The flags that come last: seed, threads, memory fraction and log level."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=positive, default=1, help="torch.set_num_threads")
+    parser.add_argument(
+        "--memory-fraction",
+        type=fraction,
+        default=None,
+        help="CUDA: cap this process's allocations at this share of the device's memory "
+        "(torch's per-process memory fraction; the MPS/MIG stand-in); no effect on CPU",
+    )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )

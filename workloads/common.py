@@ -27,7 +27,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workloads.faulthook import cuda_error_message, is_cuda_error
+from workloads import sharing
+from workloads.faulthook import HOOK, cuda_error_message, is_cuda_error
 from workloads.guards import DisconnectGuard, ReadLimits, read_timeout_h11_protocol
 from workloads.metrics import STARTUP_STAGES, ReplicaMetrics
 
@@ -182,6 +183,8 @@ class ReplicaSettings(Protocol):
     def header_timeout_s(self) -> float: ...
     @property
     def body_timeout_s(self) -> float: ...
+    @property
+    def memory_fraction(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,13 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
         self.failure: str | None = None
         self.draining = False
         self.on_fatal: Callable[[], None] = lambda: None
+        self.mps = sharing.mps_status(settings.device)
+        self._fraction_enforced = metrics.track_sharing(
+            settings.memory_fraction,
+            self.mps.active,
+            self.mps.memory_limit_bytes,
+            lambda: float(HOOK.hog.held_bytes),
+        )
 
     @property
     def ready(self) -> bool:
@@ -264,12 +274,19 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
         build = self.engine_builder()
         torch.set_num_threads(s.threads)
         import_seconds = time.perf_counter() - t0
+        sharing.log_mps(self.mps)
+        # before the engine's first allocation on the device: the cap covers the weights too
+        # (on CUDA this initialises the device: its time counts as device init)
+        t1 = time.perf_counter()
+        if sharing.apply_memory_fraction(s.device, s.memory_fraction):
+            self._fraction_enforced.set(1)
+        fraction_seconds = time.perf_counter() - t1
         engine = build()
         times = engine.load()
         stages = dict(
             zip(
                 STARTUP_STAGES,
-                (import_seconds, times.device_init, times.weights, times.warmup),
+                (import_seconds, fraction_seconds + times.device_init, times.weights, times.warmup),
                 strict=True,
             )
         )

@@ -15,8 +15,9 @@ server, through a guarded door:
   line) unless ``--fault-hook-remote`` is given (a Kubernetes pod, whose token comes from a
   Secret).
 
-``POST /admin/fault`` with ``{"kind": ..., "factor": ..., "xid": ...}``; ``GET`` gives the state
-``{"poisoned", "xid", "throttle", "hang", "contend"}``. Kinds:
+``POST /admin/fault`` with ``{"kind": ..., "factor": ..., "xid": ..., "mib": ...}`` (``op`` is
+accepted as another name for ``kind``); ``GET`` gives the state ``{"poisoned", "xid",
+"throttle", "hang", "contend", "hog_mib", "hog_error"}``. Kinds:
 
 - ``poison``: sticky. On CUDA a real device-side assert (an out-of-range index on the GPU)
   poisons the process's context, so every later CUDA call fails with "CUDA error: ...";
@@ -26,7 +27,13 @@ server, through a guarded door:
   step's own time), as under thermal or power throttling; nothing fails.
 - ``hang``: every route but ``/admin/fault`` blocks until ``clear``.
 - ``contend``: a neighbour compute loop (matmuls on the device) in the process until ``clear``.
-- ``clear``: undo everything but the poison.
+- ``hog``: allocate ``mib`` MiB more inside the process (a tensor on the server's device, every
+  byte written) and hold it until ``clear``; hogs add up. Being the process's own memory, it
+  is capped like the model's: on CUDA by the memory fraction (workloads/sharing.py) or the MPS
+  limit, so a hog beyond raises the real "CUDA out of memory"; on CPU by the RLIMIT_AS the
+  platform sets. A hog that does not fit is answered 507 with the allocator's error text
+  (``error``, also kept in ``hog_error``) and holds nothing; the server serves on.
+- ``clear``: undo everything but the poison (a hog's memory is given back to the device).
 
 Liveness: ``shallow`` answers 200 while the process serves HTTP; ``deep`` runs a tiny
 computation on the device (:meth:`FaultHook.deep_probe`) within a time limit and answers 503
@@ -51,15 +58,21 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from workloads.hog import MemoryHog
+
 logger = logging.getLogger(__name__)
 
 TOKEN_ENV = "GPUCHAOS_FAULT_TOKEN"
 TOKEN_HEADER = "x-gpuchaos-fault-token"
 PATH = "/admin/fault"
-KINDS = ("poison", "throttle", "hang", "contend", "clear")
+KINDS = ("poison", "throttle", "hang", "contend", "hog", "clear")
 DEFAULT_XID = 79
 MAX_FACTOR = 1000.0
 MAX_BODY_BYTES = 4096
+#: The largest hog one call may ask for (1 TiB: more than any device has).
+MAX_HOG_MIB = 2**20
+#: What a hog that did not fit is answered (HTTP 507 Insufficient Storage).
+HOG_FAILED_STATUS = 507
 #: What a poisoned context says (the CPU stand-in says the same, so clients and scorers see
 #: one error text wherever the run happens).
 CUDA_ASSERT_TEXT = "CUDA error: device-side assert triggered"
@@ -113,6 +126,7 @@ class FaultHook:
         self.throttle = 1.0
         self.hang = False
         self._contend_stop: threading.Event | None = None
+        self.hog = MemoryHog()
         self._lock = threading.Lock()
         self._probe_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deep-live")
         self._probe: Future[None] | None = None
@@ -176,10 +190,17 @@ class FaultHook:
             "throttle": self.throttle,
             "hang": self.hang,
             "contend": self._contend_stop is not None,
+            "hog_mib": self.hog.held_bytes / 2**20,
+            "hog_error": self.hog.error,
         }
 
-    def apply(self, kind: str, factor: float | None = None, xid: int | None = None) -> None:
-        """Apply one fault kind (already validated)."""
+    def apply(
+        self, kind: str, factor: float | None = None, xid: int | None = None, mib: float = 0.0
+    ) -> str | None:
+        """Apply one fault kind (already validated); None, or why it failed (a hog that did
+        not fit: the allocator's error)."""
+        if kind == "hog":
+            return self.hog.allocate(self.device, mib)
         if kind == "poison":
             self._poison(DEFAULT_XID if xid is None else xid)
         elif kind == "throttle":
@@ -195,6 +216,8 @@ class FaultHook:
                 stop, self._contend_stop = self._contend_stop, None
             if stop is not None:
                 stop.set()
+            self.hog.release(self.device)
+        return None
 
     def _poison(self, xid: int) -> None:
         self.xid = xid
@@ -288,21 +311,30 @@ async def liveness(mode: str, loaded: bool) -> str | None:
     return await HOOK.deep_live()
 
 
-def _parse(body: bytes) -> tuple[str, float | None, int | None] | str:
-    """The kind, factor and xid of a POST body, or what is wrong with it."""
+def _parse(body: bytes) -> tuple[str, float | None, int | None, float] | str:
+    """The kind, factor, xid and mib of a POST body, or what is wrong with it."""
     try:
         doc = json.loads(body or b"{}")
     except ValueError:
         return "the body must be JSON"
     if not isinstance(doc, dict):
         return "the body must be a JSON object"
-    unknown = sorted(set(doc) - {"kind", "factor", "xid"})
+    unknown = sorted(set(doc) - {"kind", "op", "factor", "xid", "mib"})
     if unknown:
         return f"unknown field(s): {', '.join(unknown)}"
-    kind = doc.get("kind")
+    if "kind" in doc and "op" in doc:
+        return "give kind or op, not both"
+    kind = doc.get("kind", doc.get("op"))
     if kind not in KINDS:
         return f"kind must be one of {', '.join(KINDS)}, got {kind!r}"
-    factor, xid = doc.get("factor"), doc.get("xid")
+    factor, xid, mib = doc.get("factor"), doc.get("xid"), doc.get("mib")
+    if kind == "hog":
+        if isinstance(mib, bool) or not isinstance(mib, int | float):
+            return "hog needs mib, a number of MiB"
+        if not 0 < float(mib) <= MAX_HOG_MIB:
+            return f"mib must be above 0 and at most {MAX_HOG_MIB}, got {mib}"
+    elif mib is not None:
+        return "mib is for hog only"
     if factor is not None:
         if kind != "throttle":
             return "factor is for throttle only"
@@ -315,7 +347,7 @@ def _parse(body: bytes) -> tuple[str, float | None, int | None] | str:
             return "xid is for poison only"
         if isinstance(xid, bool) or not isinstance(xid, int) or not 0 <= xid <= 9999:
             return f"xid must be an integer from 0 to 9999, got {xid!r}"
-    return str(kind), None if factor is None else float(factor), xid
+    return str(kind), None if factor is None else float(factor), xid, float(mib or 0)
 
 
 class FaultHookMiddleware:
@@ -365,10 +397,14 @@ class FaultHookMiddleware:
         if isinstance(parsed, str):
             await _answer(send, 400, {"error": parsed})
             return
-        kind, factor, xid = parsed
-        logger.warning("fault hook: %s (factor %s, xid %s)", kind, factor, xid)
-        # poison synchronises the device: off the event loop
-        await asyncio.get_running_loop().run_in_executor(None, self.hook.apply, kind, factor, xid)
+        kind, factor, xid, mib = parsed
+        logger.warning("fault hook: %s (factor %s, xid %s, mib %s)", kind, factor, xid, mib)
+        # poison synchronises the device and a hog writes its memory: off the event loop
+        loop = asyncio.get_running_loop()
+        error = await loop.run_in_executor(None, self.hook.apply, kind, factor, xid, mib)
+        if error is not None:
+            await _answer(send, HOG_FAILED_STATUS, {"error": error, **self.hook.state()})
+            return
         await _answer(send, 200, self.hook.state())
 
 

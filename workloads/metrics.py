@@ -3,7 +3,7 @@ readiness, startup, identity, GPU memory), and builders for the per-model ones."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -109,6 +109,48 @@ class ReplicaMetrics:
     def track_gpu_memory(self, device: str) -> None:
         """Expose GPU memory used and reserved, read at scrape time (CUDA only)."""
         track_gpu_memory(self.registry, device)
+
+    def track_sharing(
+        self,
+        memory_fraction: float | None,
+        mps_active: bool,
+        mps_memory_limit_bytes: int | None,
+        hog_bytes: Callable[[], float],
+    ) -> Gauge:
+        """How this replica shares its device (workloads/sharing.py): the memory fraction
+        asked for (1 when none), whether MPS serves it and its MPS memory limit (0: none),
+        and the bytes the fault hook's ``hog`` holds (read at scrape time). Returns the
+        ``gpuchaos_memory_fraction_enforced`` gauge (0 until the cap is set on CUDA)."""
+        reg = self.registry
+        Gauge(
+            "gpuchaos_memory_fraction",
+            "Share of the device's memory this process may allocate (--memory-fraction; "
+            "1 when unset).",
+            registry=reg,
+        ).set(1.0 if memory_fraction is None else memory_fraction)
+        enforced = Gauge(
+            "gpuchaos_memory_fraction_enforced",
+            "1 when the CUDA caching allocator enforces the memory fraction; 0 on CPU (the "
+            "platform's RLIMIT_AS caps a CPU replica) or without a fraction.",
+            registry=reg,
+        )
+        Gauge(
+            "gpuchaos_mps_active",
+            "1 when an MPS control daemon's pipe is present for this CUDA process.",
+            registry=reg,
+        ).set(1 if mps_active else 0)
+        Gauge(
+            "gpuchaos_mps_memory_limit_bytes",
+            "This MPS client's pinned device memory limit (CUDA_MPS_PINNED_DEVICE_MEM_LIMIT); "
+            "0 when none.",
+            registry=reg,
+        ).set(mps_memory_limit_bytes or 0)
+        Gauge(
+            "gpuchaos_fault_hog_bytes",
+            "Memory the fault hook's hog holds in this process (until clear).",
+            registry=reg,
+        ).set_function(hog_bytes)
+        return enforced
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

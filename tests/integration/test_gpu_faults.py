@@ -189,6 +189,8 @@ def test_hook_refuses_a_wrong_or_missing_token(platforms: tuple[RunContext, RunC
         "throttle": 1.0,
         "hang": False,
         "contend": False,
+        "hog_mib": 0.0,
+        "hog_error": None,
     }
     assert serves(deep, "node-b-0")  # the refused calls changed nothing
 

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         liveness=args.liveness,
+        memory_fraction=args.memory_fraction,
     )
     from workloads.classifier.server import serve
 

@@ -56,3 +56,4 @@ class ClassifierSettings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     liveness: str = "shallow"  # shallow | deep (workloads.faulthook)
+    memory_fraction: float | None = None  # --memory-fraction (workloads.sharing)

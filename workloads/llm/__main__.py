@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         threads=args.threads,
         liveness=args.liveness,
+        memory_fraction=args.memory_fraction,
         max_queue_size=args.max_queue_size,
         request_timeout_s=args.request_timeout_s,
         shutdown_grace_s=args.shutdown_grace_s,

@@ -76,6 +76,7 @@ class ServerSettings:
     gpu_memory_utilization: float | None = None
     cuda_graphs: bool = True
     liveness: str = "shallow"  # shallow | deep (workloads.faulthook)
+    memory_fraction: float | None = None  # --memory-fraction (workloads.sharing)
 
     @property
     def model_config(self) -> ModelConfig:
