@@ -12,48 +12,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import Field
 
 from harness.errors import ChaosError, FaultNoEffect
 from harness.faults.active import ActiveFault, in_process
 from harness.faults.contract import FaultContext
-from harness.faults.hosts import LocalHost
-
-
-class TenancyHost(LocalHost, Protocol):
-    """A local platform with tenants (the contract of issue #20); until
-    :mod:`harness.faults.hosts` has its own, the tenancy faults use this one."""
-
-    sharing: str
-    gpu_memory_mib: float
-
-    def tenant_names(self) -> list[str]: ...
-
-    def tenant_endpoint(self, tenant: str) -> str: ...
-
-    def tenant_dir(self, tenant: str) -> Path: ...
-
-    def tenant_replicas(self, tenant: str) -> dict[str, int]: ...
-
-    def tenant_of(self, replica_id: str) -> str: ...
-
-    def co_resident(self, replica_id: str) -> list[str]: ...
-
-    def memory_cap_mib(self, replica_id: str) -> float | None: ...
-
-    def set_quota(self, tenant: str, quota: int | None) -> int: ...
-
-    def quota(self, tenant: str) -> int: ...
-
-    def set_admission(self, tenant: str, rule: str | None) -> None: ...
-
-    def admission_would_deny(self, tenant: str) -> str | None: ...
-
-    def recreate_replica(self, replica_id: str, memory_mib: float | None) -> tuple[int, int]: ...
-
+from harness.faults.hosts import TenancyHost
 
 #: What the ``tenant`` argument says, per default pick.
 FIRST = "the first tenant of tenancy.tenants (the service under test)"
@@ -123,13 +89,34 @@ def neighbours_on_device(host: TenancyHost, tenant: str, replicas: list[str]) ->
     return sorted(out)
 
 
+def tenancy_spec(ctx: FaultContext) -> Any:
+    """The run's ``tenancy`` block (a TenancySpec): the run's spec's, else the pool's; None
+    when neither has one."""
+    for holder in (getattr(ctx, "spec", None), ctx.platform):
+        tenancy = getattr(holder, "tenancy", None)
+        if tenancy is not None:
+            return tenancy
+    return None
+
+
+def workload_kind(ctx: FaultContext, host: TenancyHost, replica: str) -> str:
+    """The workload kind (llm, classifier) of the tenant ``replica`` belongs to."""
+    tenancy = tenancy_spec(ctx)
+    if tenancy is None:
+        return "llm"
+    try:
+        return str(tenancy.tenant(host.tenant_of(replica)).workload.kind)
+    except KeyError:
+        return "llm"
+
+
 def declared_mib(ctx: FaultContext, host: TenancyHost, replica: str) -> float:
     """The device memory a replica is taken to hold: its enforced cap, else its tenant's
     declared ``contract.memory_mib`` (time-slicing: declared but not enforced), else 0."""
     cap = host.memory_cap_mib(replica)
     if cap is not None:
         return float(cap)
-    tenancy = getattr(getattr(ctx, "spec", None), "tenancy", None)
+    tenancy = tenancy_spec(ctx)
     if tenancy is None:
         return 0.0
     try:

@@ -10,7 +10,6 @@ inference down with it, unless the sharing mode draws a line.
 
 from __future__ import annotations
 
-import contextlib
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -22,7 +21,6 @@ from harness.faults.builtin._common import alive
 from harness.faults.builtin.gpu import FAILURES_METRIC, _poison_proof, _xid_field, poison_process
 from harness.faults.builtin.tenancy_common import (
     LAST,
-    TenancyHost,
     all_replicas,
     neighbours_on_device,
     pick,
@@ -30,6 +28,7 @@ from harness.faults.builtin.tenancy_common import (
     tenancy_host,
     tenant_field,
     umbrella,
+    workload_kind,
 )
 from harness.faults.contract import (
     Fault,
@@ -39,6 +38,7 @@ from harness.faults.contract import (
     duration_field,
     ttl_field,
 )
+from harness.faults.hosts import TenancyHost
 from harness.faults.policy import ttl_for
 from harness.faults.registry import register
 
@@ -66,15 +66,6 @@ def blast(host: TenancyHost, tenant: str, mine: list[str]) -> list[str]:
     if host.sharing not in SHARED_FAULT_DOMAIN:
         return []
     return neighbours_on_device(host, tenant, mine)
-
-
-def _workload_kind(ctx: FaultContext, host: TenancyHost, replica: str) -> str:
-    tenancy = getattr(getattr(ctx, "spec", None), "tenancy", None)
-    if tenancy is None:
-        return "llm"
-    with contextlib.suppress(KeyError):
-        return str(tenancy.tenant(host.tenant_of(replica)).workload.kind)
-    return "llm"
 
 
 def _as_kind(ctx: FaultContext, kind: str) -> Any:
@@ -172,7 +163,7 @@ class FaultNeighbourContext(Fault[ContextArgs]):
             if not alive(pid):
                 seen[rid] = "poisoned, already restarted"
                 continue
-            kind_ctx = _as_kind(ctx, _workload_kind(ctx, host, rid))
+            kind_ctx = _as_kind(ctx, workload_kind(ctx, host, rid))
             proof = _poison_proof(kind_ctx, pid, port, s["before"][rid])
             if not proof["poisoned"]:
                 s["last"] = {rid: proof}

@@ -31,6 +31,7 @@ from harness.faults.builtin.tenancy_common import (
     check_tenant,
     pick,
     tenancy_host,
+    tenancy_spec,
     tenant_field,
 )
 from harness.faults.contract import (
@@ -105,7 +106,7 @@ def spike_spec(base: LoadSpec, args: SpikeLoadArgs) -> LoadSpec:
 
 
 def _tenant_load(ctx: FaultContext, fault: str, tenant: str) -> LoadSpec:
-    tenancy = getattr(getattr(ctx, "spec", None), "tenancy", None)
+    tenancy = tenancy_spec(ctx)
     if tenancy is None:
         raise ChaosError(f"{fault}: the run's spec has no tenancy block to take the load from")
     load: LoadSpec = tenancy.tenant(tenant).load

@@ -29,7 +29,6 @@ from harness.faults.builtin.memory import (
 )
 from harness.faults.builtin.tenancy_common import (
     LAST,
-    TenancyHost,
     all_replicas,
     declared_mib,
     pick,
@@ -37,6 +36,7 @@ from harness.faults.builtin.tenancy_common import (
     tenancy_host,
     tenant_field,
     umbrella,
+    workload_kind,
 )
 from harness.faults.contract import (
     Fault,
@@ -46,6 +46,7 @@ from harness.faults.contract import (
     duration_field,
     ttl_field,
 )
+from harness.faults.hosts import TenancyHost
 from harness.faults.policy import ttl_for
 from harness.faults.procfs import start_time
 from harness.faults.registry import register
@@ -56,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: The fault hook's allocation in a replica's own CUDA context (workloads/faulthook.py).
 HOG_KIND = "hog"
+#: What the hook answers a hog its process's cap refused (the allocator's OOM).
+HOG_REFUSED_STATUS = 507
 
 
 class SpikeMemoryArgs(FaultArgs):
@@ -115,16 +118,6 @@ def headrooms(
         own = gpu if cap is None else float(cap)
         out[rid] = max(0.0, own - (own if mib is None else mib))
     return out
-
-
-def _workload_kind(ctx: FaultContext, host: TenancyHost, replica: str) -> str:
-    tenancy = getattr(getattr(ctx, "spec", None), "tenancy", None)
-    if tenancy is None:
-        return "llm"
-    try:
-        return str(tenancy.tenant(host.tenant_of(replica)).workload.kind)
-    except KeyError:
-        return "llm"
 
 
 def _group(headroom: dict[str, float]) -> dict[float, list[str]]:
@@ -195,7 +188,7 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
                 limits.update(got)
         latency = time.perf_counter() - t0
         ports = {pids[r]: host.replica_port(r) for r in room}
-        probed = {pids[r]: ports[pids[r]] for r in room if _workload_kind(ctx, host, r) == "llm"}
+        probed = {pids[r]: ports[pids[r]] for r in room if workload_kind(ctx, host, r) == "llm"}
         facts = {
             "tenant": target,
             "sharing": host.sharing,
@@ -275,7 +268,10 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
                 try:
                     replies[rid] = hookclient.call(port, token, {"kind": HOG_KIND, "mib": mib})
                 except ChaosError as exc:
-                    raise FaultNoEffect(f"{self.name} {target}", f"{rid}: {exc}") from None
+                    if f"HTTP {HOG_REFUSED_STATUS}" not in str(exc):
+                        raise FaultNoEffect(f"{self.name} {target}", f"{rid}: {exc}") from None
+                    # the tenant's own cap refused it: the real CUDA OOM, in its own context
+                    replies[rid] = {"capped": str(exc)[:200]}
         facts = {"tenant": target, "sharing": host.sharing, "affected": sorted(mine)}
         injection = Injection(target, active, facts, latency_s=time.perf_counter() - t0)
         injection.scratch["hog"] = replies
