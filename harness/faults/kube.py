@@ -25,6 +25,8 @@ import logging
 from typing import Any
 
 from harness.errors import PlatformError
+from harness.faults.kube_tenancy import ACTIONS as TENANCY_ACTIONS
+from harness.faults.kube_tenancy import revert_tenancy
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ def revert_k8s(info: dict[str, str]) -> str:
     api = config.new_client_from_config(config_file=info["kubeconfig"], context=info["context"])
     core = client.CoreV1Api(api)
     node, action = info.get("node", ""), info["action"]
+    if action in TENANCY_ACTIONS:  # a tenant's quota or admission policy
+        return revert_tenancy(api, info)
     if action == "hook_clear":
         from harness.faults.kubehook import clear_hook
 
