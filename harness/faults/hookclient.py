@@ -5,7 +5,9 @@ detached reverter and ``gpuchaos cleanup`` when they undo a throttle the harness
 (a state file of kind ``hook``), without the platform or any third-party import.
 
 The hook: ``POST /admin/fault`` with the replica's token in ``X-Gpuchaos-Fault-Token`` and a
-JSON body (``kind``: poison, throttle, hang, contend, clear); ``GET`` gives its state. The
+JSON body (``kind``: poison, throttle, hang, contend, hog with ``mib``, clear; a hog that does
+not fit the replica's memory cap is an HTTP 507, raised here as ChaosError with the
+allocator's error); ``GET`` gives its state. The
 local platform starts every replica with a fresh token in :data:`TOKEN_ENV`.
 """
 
