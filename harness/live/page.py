@@ -98,6 +98,16 @@ SCRIPT = """
       : (run.load_started ? "load running" : "starting");
     $("error").textContent = s.error || "";
     drawCharts(s.charts || []);
+    var tenants = s.tenants || [];
+    $("tenants-box").hidden = tenants.length === 0;
+    table("tenants", ["tenant", "requests", "failed", "p99 latency (ms)"],
+      tenants.map(function (t) {
+        var tr = document.createElement("tr");
+        cell(tr, t.tenant); cell(tr, t.requests, "num");
+        cell(tr, t.errors, t.errors ? "num notready" : "num");
+        cell(tr, t.p99_ms === null ? "" : t.p99_ms, "num");
+        return tr;
+      }));
     var nodes = Object.keys(s.nodes || {}).map(function (n) {
       var tr = document.createElement("tr"), v = s.nodes[n];
       cell(tr, n);
@@ -172,6 +182,7 @@ def render_page(title: str, panels: list[tuple[str, str]], facilitator: bool) ->
         '<b id="elapsed">0</b> s &middot; <b id="requests">0</b> requests &middot; '
         '<b id="errors">0</b> failed <span id="error"></span></p>'
         f"{extra}"
+        '<div id="tenants-box" hidden><h2>Tenants</h2><table id="tenants"></table></div>'
         '<h2>Nodes and replicas</h2><div class="grid2"><table id="nodes"></table>'
         '<table id="replicas"></table></div>'
         '<h2>Over time</h2><p class="note">The plots of report.html, redrawn every second '

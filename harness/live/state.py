@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.live.tenants import tenant_rows
 from harness.platforms.base import ReplicaInfo
 from harness.report.charts import chart_svgs, read_current
 from harness.rundir import RunDir
@@ -138,7 +139,8 @@ def _event_row(e: dict[str, Any], t0: float) -> dict[str, Any]:
 def build_state(
     run_dir: Path, title: str, source: ReplicaSource | None, view: View
 ) -> dict[str, Any]:
-    """The JSON the page polls: run figures, charts, timeline, replicas, nodes, log tails."""
+    """The JSON the page polls: run figures, charts, timeline, replicas, nodes, log tails,
+    and a row per tenant in a tenancy run (:func:`~harness.live.tenants.tenant_rows`)."""
     data = read_current(run_dir, event_filter=view)
     rows = replica_rows(source, view)
     logs = {}
@@ -149,17 +151,20 @@ def build_state(
             logs[str(row["id"])] = viewed_lines(str(row["id"]), lines, view)[-LOG_LINES:]
     req = data.requests
     kinds = [str(e.get("kind")) for e in data.timeline]
+    tenants = tenant_rows(run_dir)  # a tenancy run: its records are per tenant
     return {
         "title": title,
         "run": {
             "elapsed_s": round(data.duration_s, 1),
-            "requests": len(req),
-            "errors": int(failed_mask(req).sum()) if len(req) else 0,
+            "requests": len(req) + sum(t["requests"] for t in tenants),
+            "errors": (int(failed_mask(req).sum()) if len(req) else 0)
+            + sum(t["errors"] for t in tenants),
             "load_started": "load_start" in kinds,
             "ended": "run_end" in kinds,
         },
         "charts": chart_svgs(data),
         "timeline": [_event_row(e, data.t0) for e in data.timeline[-TIMELINE_EVENTS:]],
+        "tenants": tenants,
         "replicas": rows,
         "nodes": nodes_ready(rows),
         "logs": logs,

@@ -26,6 +26,7 @@ from harness.report.charts import build_charts
 from harness.report.data import RunData
 from harness.report.gpu_faults import gpu_faults_html
 from harness.report.svg import render
+from harness.report.tenancy import tenancy_html
 from harness.rundir import RunDir
 
 #: After layout, counts the plots the browser actually drew (a box with a size and at least
@@ -274,7 +275,7 @@ def render_report(data: RunData) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>gpuchaos: {escape(data.name)} ({escape(verdict)})</title>"
         f"<style>{CSS}</style></head><body><main>"
-        f"{head}<h2>Scorecard</h2>{_scorecard_html(card)}{alerts_html(card)}"
+        f"{head}{tenancy_html(card)}<h2>Scorecard</h2>{_scorecard_html(card)}{alerts_html(card)}"
         f"{gpu_faults_html(card)}"
         f"{capacity_html(card)}"
         f'<h2>Over time</h2><p class="note">Shaded: fault windows (red) and seconds the load '

@@ -87,6 +87,7 @@ def junit_suite(scorecard: dict[str, Any], suite: str) -> ET.Element:
         ("exit_code", scorecard.get("exit_code")),
         ("run_dir", meta.get("run_dir")),
         ("harness_version", meta.get("harness_version")),
+        *((("sharing", scorecard["sharing"]),) if "sharing" in scorecard else ()),
     ):
         ET.SubElement(props, "property", name=name, value=str(value))
     instrument = scorecard.get("instrument")
@@ -102,9 +103,11 @@ def junit_suite(scorecard: dict[str, Any], suite: str) -> ET.Element:
         err = ET.SubElement(case, "error", message=f"run {verdict}: {reason}", type=str(verdict))
         err.text = reason
     for entry in slos:
-        case = ET.SubElement(
-            ts, "testcase", classname=classname, name=f"slo.{entry.get('name')}", time="0"
-        )
+        # a tenancy run's SLOs are named "<tenant>: <slo>" (harness.scoring.tenancy)
+        tenant = entry.get("tenant")
+        name = str(entry.get("name")) if tenant else f"slo.{entry.get('name')}"
+        where = f"{classname}.{tenant}" if tenant else classname
+        case = ET.SubElement(ts, "testcase", classname=where, name=name, time="0")
         message = slo_message(entry)
         if not entry.get("passed"):
             fail = ET.SubElement(case, "failure", message=message, type="slo_missed")

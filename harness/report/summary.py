@@ -13,6 +13,7 @@ from typing import Any
 from harness.alerts.view import summary_rows
 from harness.report.capacity import capacity_summary
 from harness.report.gpu_faults import gpu_faults_summary
+from harness.report.tenancy import is_tenancy, tenancy_summary
 
 _ICONS = {"pass": "✅", "fail": "❌", "aborted": "⚠️", "incomplete": "⚠️"}
 
@@ -34,7 +35,6 @@ def _cell(text: str) -> str:
 def render_summary(scorecard: dict[str, Any], title: str, report_name: str | None = None) -> str:
     """The Markdown text."""
     verdict = str(scorecard.get("verdict", "unknown"))
-    meta = scorecard.get("meta") or {}
     lines = [
         f"## {_ICONS.get(verdict, '')} gpuchaos: {_cell(title)}: **{verdict.upper()}**"
         f" (exit {scorecard.get('exit_code')})",
@@ -66,6 +66,10 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
         lines.append("")
     else:
         lines += ["No SLO was set.", ""]
+    if is_tenancy(scorecard):  # per tenant, the blast radius, the capacity refused
+        return (
+            "\n".join(lines + tenancy_summary(scorecard) + _totals(scorecard, report_name)) + "\n"
+        )
     rec = scorecard.get("recovery") or {}
     lines += ["| recovery | |", "|---|---:|"]
     if rec.get("fault"):
@@ -99,18 +103,23 @@ def render_summary(scorecard: dict[str, Any], title: str, report_name: str | Non
     lines += summary_rows(scorecard)  # time to alert (harness.alerts), with a fault or not
     lines += gpu_faults_summary(scorecard)  # XIDs with NVIDIA's action, a lost GPU
     lines += capacity_summary(scorecard)  # preflight and the capacity chain
+    return "\n".join(lines + _totals(scorecard, report_name)) + "\n"
+
+
+def _totals(scorecard: dict[str, Any], report_name: str | None) -> list[str]:
+    """The run's totals and where its folder is."""
     run = scorecard.get("run") or {}
-    lines += [
+    lines = [
         "",
         f"{_v(run.get('requests'))} requests, {_v(run.get('errors'))} failed "
         f"(error rate {_v(run.get('error_rate'), 'ratio')}), "
         f"{_v(run.get('throughput_rps'), 'req/s')} over {_v(run.get('duration_s'), 's')}.",
     ]
-    where = meta.get("run_dir")
+    where = (scorecard.get("meta") or {}).get("run_dir")
     if where:
         extra = f"; plots in `{report_name}`" if report_name else ""
         lines += ["", f"Run folder `{where}`{extra}."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_summary(
