@@ -14,7 +14,8 @@ folder that looks like a single-tenant run: this module writes it. A view holds:
   names no tenant (the run's start and end, the faults' starts and ends, the load phases), so
   each tenant sees every fault window and is scored on what it did to that tenant;
 - ``telemetry.csv``: the rows of the tenant's sources (replica ids, view node names and
-  anything else that starts ``<name>-``) and the rows of sources that belong to no tenant
+  anything else that starts ``<name>-``; its load generator's, named ``locust`` as in a
+  single-tenant run: :func:`view_source`) and the rows of sources that belong to no tenant
   (``gpuN``, ``system``, ``platform``, ``harness``).
 
 When the scorecard is written, ``tenants/<name>/`` itself becomes the view (the derived
@@ -87,6 +88,19 @@ def _write_events(events: Iterable[Mapping[str, Any]], path: Path) -> None:
             fh.write(json.dumps(e, default=str) + "\n")
 
 
+def view_source(source: str, name: str, names: list[str]) -> str | None:
+    """A telemetry source as tenant ``name``'s view has it, None when it is another tenant's.
+
+    The tenants' load generators are ``locust`` (the first tenant's) and ``locust-<tenant>``
+    (:mod:`harness.load.tenants`): the tenant's own becomes ``locust`` (what the scorer's
+    instrument check reads), the others' are left out."""
+    if source == "locust":
+        return source if name == names[0] else None
+    if source.startswith("locust-") and source[len("locust-") :] in names:
+        return "locust" if source == f"locust-{name}" else None
+    return source if tenant_of(source, names) in (None, name) else None
+
+
 def _copy_telemetry(src: Path, dest: Path, name: str, names: list[str]) -> None:
     """The rows of ``src`` whose source is tenant ``name``'s or no tenant's (see module);
     lines are copied as they are (a torn one is left to the scorer's reader)."""
@@ -102,8 +116,11 @@ def _copy_telemetry(src: Path, dest: Path, name: str, names: list[str]) -> None:
         writer.writerow(header)
         column = header.index("source") if "source" in header else 1
         for row in reader:
-            if len(row) > column and tenant_of(row[column], names) not in (None, name):
-                continue
+            if len(row) > column:
+                source = view_source(row[column], name, names)
+                if source is None:
+                    continue
+                row[column] = source
             writer.writerow(row)
 
 

@@ -19,7 +19,7 @@ from harness.scoring.rundir import score_run_dir
 from harness.scoring.tenancy import combine_verdicts
 from harness.scoring.tenancy_blast import aimed_at, blast_line
 from harness.scoring.tenancy_cost import denied_capacity, ready_spans
-from harness.scoring.tenancy_view import tenant_dir, tenant_events
+from harness.scoring.tenancy_view import tenant_dir, tenant_events, view_source
 from tests.support.tenancy_runs import FAILED, REPLICAS, T0, make_tenancy_run
 
 
@@ -268,3 +268,13 @@ def test_missing_tenant_experiment_is_derived_with_a_warning(tmp_path: Path) -> 
     card = score_run_dir(run, write=False)
     assert card["tenants"]["teamb"]["verdict"] == "pass"
     assert any("tenants/teamb/experiment.yaml: missing" in w for w in card["warnings"])
+
+
+def test_each_view_has_its_own_load_generator_as_locust() -> None:
+    names = ["teama", "teamb"]
+    assert view_source("locust", "teama", names) == "locust"  # the first tenant's
+    assert view_source("locust", "teamb", names) is None
+    assert view_source("locust-teamb", "teamb", names) == "locust"
+    assert view_source("locust-teamb", "teama", names) is None
+    assert view_source("teamb-node-a-0", "teama", names) is None
+    assert view_source("gpu0", "teama", names) == "gpu0"
