@@ -239,6 +239,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "harness.history.command",
     "harness.drill.command",
     "harness.alerts.command",
+    "harness.tenant_manifests",
     "harness.report.tenancy_command",
 )
 

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("harness.experiment",),
     ("harness.runner", "harness.planner", "harness.catalog", "harness.doctor"),
     ("harness.gameday", "harness.drill"),
+    ("harness.tenant_manifests",),
     ("harness.cli", "harness.__main__", "harness.pytest_plugin"),
 ]  # fmt: skip
 

@@ -161,3 +161,72 @@ def test_the_memory_cap_rule_admits_only_pods_whose_containers_all_have_a_limit(
     assert not _admits("memory-cap", [{"name": "a", "resources": {"requests": {"memory": "1Gi"}}}])
     assert not _admits("memory-cap", [capped, {"name": "b", "resources": {"limits": {"cpu": "1"}}}])
     assert not _admits("all", [capped])
+
+
+def _experiment(tmp_path: Path, tenancy: dict[str, Any] | None) -> Path:
+    block: dict[str, Any] = {"name": "gpuchaos", "platform": {"nodes": [{"name": "gpu0"}]}}
+    if tenancy is None:
+        block["load"] = {"shape": _SHAPE}
+    else:
+        block["tenancy"] = tenancy
+    doc = {"title": "tenants", "description": "x", "extensions": [block], "method": []}
+    path = tmp_path / "tenants.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_the_command_writes_the_objects_for_kubectl(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    tenancy = _tenancy("mps").model_dump(mode="json", exclude_defaults=True)
+    path = _experiment(tmp_path, {**tenancy, "sharing": "mps"})
+    out = tmp_path / "tenants-k8s.yaml"
+    argv = [
+        *("tenant-manifests", str(path), "--image", "registry.example/w:2"),
+        *("--node-selector", "pool=gpu", "--namespace-prefix", "t-", "--out", str(out)),
+    ]
+    assert main(argv) == 0
+    assert "objects for tenants llm, batch" in capsys.readouterr().err
+    text = out.read_text()
+    assert text.startswith(f"# gpuchaos tenant-manifests {path} (mps, 2 tenants)")
+    objs = list(yaml.safe_load_all(text))
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    assert objs == render_tenants(
+        _tenancy("mps"),
+        KubernetesPlatformSpec.model_validate(
+            {
+                "kind": "kubernetes",
+                "image": "registry.example/w:2",
+                "gpu_node_selector": {"pool": "gpu"},
+            }
+        ),
+        prefix="t-",
+    )
+    dep = _by(objs, "Deployment", "t-llm")["spec"]["template"]["spec"]
+    assert dep["nodeSelector"] == {"pool": "gpu"}
+    assert dep["containers"][0]["image"] == "registry.example/w:2"
+
+
+@pytest.mark.parametrize(
+    ("tenancy", "extra", "message"),
+    [
+        (None, [], "no tenancy block"),
+        ({}, ["--gpus-per-replica", "17"], "gpus_per_replica: Input should be less than"),
+        ({}, ["--node-selector", "nolabel"], "--node-selector: 'nolabel': expected KEY=VALUE"),
+        ({}, ["--namespace-prefix", "Bad_"], "namespace: String should match pattern"),
+    ],
+)
+def test_the_command_refuses_bad_input_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    tenancy: dict[str, Any] | None, extra: list[str], message: str,
+) -> None:  # fmt: skip
+    from harness.cli import main
+
+    if tenancy is not None:
+        tenancy = _tenancy().model_dump(mode="json", exclude_defaults=True)
+    assert main(["tenant-manifests", str(_experiment(tmp_path, tenancy)), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
