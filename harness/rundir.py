@@ -56,6 +56,9 @@ LOGS_DIR = "logs"
 WORKER_LOG = "worker.log"
 REVERTER_LOG = "reverter.log"
 _REPLICA_LOG = "{}.log"
+#: The folder of a tenancy run's tenants, one sub-folder each (``tenants/<name>/``): the
+#: tenant's requests.csv, locust.log and derived experiment.yaml.
+TENANTS_DIR = "tenants"
 
 
 def replica_log_name(replica_id: str) -> str:
@@ -164,6 +167,10 @@ class RunDir:
 
     def replica_log(self, replica_id: str) -> Path:
         return self.logs / replica_log_name(replica_id)
+
+    def tenant(self, name: str) -> RunDir:
+        """The folder of tenant ``name`` of a tenancy run (the same files as a run's)."""
+        return RunDir(self.path / TENANTS_DIR / name)
 
 
 def new_run_dir(experiment_name: str, out: str | Path | None, root: Path = Path("results")) -> Path:

@@ -46,6 +46,7 @@ from harness.rundir import (
 )
 from harness.scoring.rundir import score_run_dir
 from harness.telemetry import TelemetrySampler, dcgm_reader
+from harness.tenancy_run import records_dir, write_tenant_documents
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -129,6 +130,8 @@ def execute(
     (run_dir / EXPERIMENT_FILE).write_text(
         yaml.safe_dump(experiment.document, sort_keys=False), encoding="utf-8"
     )
+    write_tenant_documents(experiment.document, spec, run_dir)  # tenancy: each tenant's
+    records = records_dir(run_dir, spec)  # whose requests.csv stands for the run's
     timeline = Timeline(run_dir / TIMELINE_FILE)
     owned = platform is None
     start: dict[str, Any] = {"harness_version": __version__}
@@ -154,7 +157,7 @@ def execute(
     load: LoadRunner | None = None
     progress = LiveProgress(
         name=experiment.name,
-        requests_path=run_dir / REQUESTS_FILE,
+        requests_path=records / REQUESTS_FILE,
         platform=platform,
         telemetry=telemetry,
         duration_s=load_duration(spec.load.shape),
@@ -163,7 +166,7 @@ def execute(
     timeline.subscribe(progress.on_event)
     guard = StopGuard(
         spec.stop_conditions,
-        run_dir,
+        records,
         lambda: sum(1 for r in shared.replicas() if r.state == "ready"),
         spec.load.request_timeout_s * 1000.0,
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from harness.config import HarnessSpec
 from harness.errors import ChaosError
 from harness.platforms.base import Platform
+from harness.rundir import RunDir
 from harness.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -31,6 +32,13 @@ class RunContext:
     spec: HarnessSpec
     t0: float  # load start, unix seconds
     _recent: RecentRequests | None = field(default=None, repr=False)
+
+    @property
+    def requests_path(self) -> Path:
+        """The records the probes read: the run's, or with tenancy the first tenant's."""
+        tenancy = self.spec.tenancy
+        paths = RunDir(self.run_dir)
+        return paths.requests if tenancy is None else paths.tenant(tenancy.names()[0]).requests
 
     def recent_requests(self, path: Path) -> RecentRequests:
         """The run's incremental reader of ``path`` (``requests.csv``), made on first use."""

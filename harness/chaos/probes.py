@@ -10,7 +10,6 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from harness.chaos.context import current
-from harness.rundir import REQUESTS_FILE
 
 #: A window of the last seconds of requests: more than nothing, at most an hour.
 WindowS = Annotated[float, Field(gt=0, le=3600)]
@@ -24,7 +23,7 @@ def slo_window(window_s: WindowS = 5.0) -> dict[str, Any]:
 
     ctx = current()
     now = time.time()
-    recent = ctx.recent_requests(ctx.run_dir / REQUESTS_FILE).window(now, window_s)
+    recent = ctx.recent_requests(ctx.requests_path).window(now, window_s)
     timeout_ms = ctx.spec.load.request_timeout_s * 1000.0
     figures = overall(recent, timeout_ms=timeout_ms)
     slos = ctx.spec.slos

@@ -240,6 +240,10 @@ def load_pack(path: str | Path) -> LoadedPack:
         raise format_validation_error(p, "base", exc, pack.base) from None
     if spec.platform is None or spec.platform.kind != "local":
         raise ConfigError(str(p), "base.platform", "a drill needs platform kind: local")
+    if spec.tenancy is not None:
+        raise ConfigError(
+            str(p), "base.tenancy", "a drill runs one workload: tenancy is for gpuchaos run"
+        )
     loaded = LoadedPack(p, pack, spec)
     for i, scenario in enumerate(pack.scenarios):
         _check_scenario(loaded, f"scenarios[{i}]", scenario)

@@ -116,6 +116,13 @@ def _load_entry(
             exp = _load_on_plan_platform(exp_path, entry, plan_doc, allowed)
     except ConfigError as exc:
         raise ConfigError(str(plan_path), where, _inner(exc)) from None
+    if exp.spec.tenancy is not None:
+        raise ConfigError(
+            str(plan_path),
+            where,
+            f"{exp_path.name} has tenancy: a game day shares one workload; run it alone "
+            "with gpuchaos run",
+        )
     return Entry(index, exp.name, exp_path, dict(entry.vars), exp, not entry.own_platform)
 
 

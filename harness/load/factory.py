@@ -17,6 +17,7 @@ from harness.errors import LoadError
 from harness.load.k8s_runner import KubernetesJobsRunner
 from harness.load.local import LocustRunner
 from harness.load.local_workers import DistributedLocustRunner
+from harness.load.tenants import tenant_loads
 from harness.timeline import Timeline
 
 
@@ -78,7 +79,14 @@ def make_load_runner(
     stop_timeout_s: float | None = None,
 ) -> LoadRunner:
     """The runner for ``spec``: one Locust process, a master and local workers, or (with
-    ``workers_on: kubernetes``) a master and workers as Jobs in ``platform``'s cluster."""
+    ``workers_on: kubernetes``) a master and workers as Jobs in ``platform``'s cluster; on a
+    tenant pool every tenant's own load (:mod:`harness.load.tenants`), ``spec`` aside."""
+    from harness.platforms.local.tenancy import TenantPool
+
+    if isinstance(platform, TenantPool):
+        return tenant_loads(
+            platform, first_record_timeout_s=first_record_timeout_s, stop_timeout_s=stop_timeout_s
+        )
     if spec.workers_on == "kubernetes":
         from harness.platforms.kubernetes.platform import KubernetesPlatform
 

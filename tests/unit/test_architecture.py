@@ -29,7 +29,10 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("harness.history", "harness.ci"),
     ("harness.experiment",),
-    ("harness.runner", "harness.planner", "harness.catalog", "harness.doctor"),
+    (
+        "harness.runner", "harness.planner", "harness.catalog", "harness.doctor",
+        "harness.tenancy_run",
+    ),
     ("harness.gameday", "harness.drill"),
     ("harness.tenant_manifests",),
     ("harness.cli", "harness.__main__", "harness.pytest_plugin"),

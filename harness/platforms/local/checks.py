@@ -14,6 +14,7 @@ import re
 
 from harness.config import HarnessSpec, LocalPlatformSpec
 from harness.platforms.local.devices import gpu_count
+from harness.platforms.local.tenancy_checks import tenancy_target
 
 _REPLICA = re.compile(r"^(?P<node>[a-z0-9-]+)-(?P<index>\d+)$")
 
@@ -59,6 +60,8 @@ class LocalChecks:
         return problems
 
     def target(self, spec: HarnessSpec, target_arg: str, name: str) -> str | None:
+        if spec.tenancy is not None:  # tenants' replicas and views, pool nodes
+            return tenancy_target(spec, target_arg, name)
         platform = spec.platform
         assert isinstance(platform, LocalPlatformSpec)
         nodes = {n.name: n for n in platform.nodes}
