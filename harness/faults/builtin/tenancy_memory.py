@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+import httpx
 from pydantic import Field
 
 from harness.config.base import MAX_MEMORY_MIB, MAX_TOKENS, MAX_WORDS
@@ -25,7 +26,6 @@ from harness.faults.builtin.memory import (
     ExhaustGpuMemory,
     MemoryArgs,
     _oom_count,
-    _probe_allocation,
 )
 from harness.faults.builtin.tenancy_common import (
     LAST,
@@ -77,7 +77,7 @@ class SpikeMemoryArgs(FaultArgs):
     duration_s: float = duration_field(20.0)
     ttl_s: float | None = ttl_field()
     probe_words: int = Field(
-        200,
+        30,
         ge=1,
         le=MAX_WORDS,
         description=(
@@ -85,11 +85,31 @@ class SpikeMemoryArgs(FaultArgs):
         ),
     )
     probe_max_tokens: int = Field(
-        64,
+        32,
         ge=1,
         le=MAX_TOKENS,
         description=f"CPU: max_tokens of that completion, 1 to {MAX_TOKENS:,}.",
     )
+
+
+def probe_allocations(ports: dict[int, int | None], words: int, max_tokens: int) -> dict[int, str]:
+    """Send one completion that needs memory straight to each replica; what failed, by pid.
+    Only a server error or no answer counts: a 4xx (a prompt longer than the model's
+    context) says nothing about memory. The defaults fit the tiny model's 256-token context
+    (one token per byte) and every larger one."""
+    failed: dict[int, str] = {}
+    body = {"prompt": " ".join(["memory"] * words), "max_tokens": max_tokens}
+    for pid, port in ports.items():
+        if port is None:
+            continue
+        try:
+            resp = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=10)
+        except httpx.HTTPError as exc:
+            failed[pid] = type(exc).__name__
+            continue
+        if resp.status_code >= 500:
+            failed[pid] = f"HTTP {resp.status_code} {resp.text[:80]}"
+    return failed
 
 
 def headrooms(
@@ -293,13 +313,10 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
             proof = ExhaustGpuMemory()._prove_cuda(injection.scratch["mem_args"], injection)
             return {**base, **proof}
         s = injection.scratch
-        if "failed" not in s:  # once: a large completion to each affected llm replica
-            s["failed"] = _probe_allocation(s["probed"], args.probe_words, args.probe_max_tokens)
+        if "failed" not in s:  # once: a completion that needs memory to each affected replica
+            s["failed"] = probe_allocations(s["probed"], args.probe_words, args.probe_max_tokens)
         moved = {pid for pid, port in s["probed"].items() if _oom_count(port) > s["before"][pid]}
-        failed_pids = {
-            pid for pid in s["probed"] if any(f.startswith(f"pid {pid}:") for f in s["failed"])
-        }
-        if set(s["probed"]) - failed_pids - moved:
+        if set(s["probed"]) - set(s["failed"]) - moved:
             return None
         host = tenancy_host(ctx, self.name)
         tenant = injection.facts["tenant"]
@@ -312,7 +329,9 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
                 for r, pid in s["pids"].items()
                 if pid in s["limits"]
             },
-            "failed_allocations": s["failed"],
+            "failed_allocations": {
+                r: s["failed"][pid] for r, pid in s["pids"].items() if pid in s["failed"]
+            },
             "oom_metric_moved": sorted(moved),
             "checked": "/proc/PID/limits and a large completion failing on each affected replica",
         }
