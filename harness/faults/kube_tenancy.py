@@ -15,6 +15,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+#: The quota key of GPUs (extended resources are quota'd on requests only).
+GPU_QUOTA_KEY = "requests.nvidia.com/gpu"
 #: The revert actions of the tenancy faults (state files of kind ``k8s``).
 ACTIONS = frozenset({"restore_quota", "delete_admission"})
 #: Every admission object a fault creates starts with this (the reverter and a person find

@@ -36,14 +36,17 @@ from harness.faults.contract import (
     ttl_field,
 )
 from harness.faults.hosts import ClusterHost
-from harness.faults.kube_tenancy import admission_name, admission_objects, set_quota_hard
+from harness.faults.kube_tenancy import (
+    GPU_QUOTA_KEY,
+    admission_name,
+    admission_objects,
+    set_quota_hard,
+)
 from harness.faults.policy import PROOF_TIMEOUT_S, ttl_for
 from harness.faults.registry import register
 
 log = logging.getLogger(__name__)
 
-#: The quota key of GPUs (extended resources are quota'd on requests only).
-GPU_QUOTA_KEY = "requests.nvidia.com/gpu"
 _GPU = "nvidia.com/gpu"
 _NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 

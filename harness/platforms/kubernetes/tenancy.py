@@ -29,6 +29,7 @@ import yaml
 
 from harness.config import KubernetesPlatformSpec
 from harness.config.tenancy import TenancySpec, TenantSpec
+from harness.faults.kube_tenancy import GPU_QUOTA_KEY
 from harness.platforms.kubernetes.manifests import MANAGED_BY, render
 
 #: The label that says which tenant an object belongs to.
@@ -36,8 +37,6 @@ TENANT_LABEL = "gpuchaos.io/tenant"
 #: Names of the per-tenant quota and limit range (one of each in every tenant namespace).
 QUOTA_NAME = "gpuchaos-tenant-quota"
 LIMITS_NAME = "gpuchaos-tenant-limits"
-#: The quota key of GPUs (extended resources are quota'd on requests only).
-GPU_QUOTA_KEY = "requests.nvidia.com/gpu"
 #: PriorityClass per contract priority: name suffix, value, and whether it may preempt.
 PRIORITY_CLASS_PREFIX = "gpuchaos-tenant-"
 PRIORITY_VALUES = {"high": 100_000, "normal": 10_000, "low": 1_000}
@@ -219,6 +218,19 @@ def render_tenants(
     return objects
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the device plugin's config) as literal blocks, as people write
+    them."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def to_yaml(objects: list[dict[str, Any]]) -> str:
     """The objects as one multi-document YAML stream, for ``kubectl apply -f -``."""
-    return yaml.safe_dump_all(objects, sort_keys=False)
+    return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False)
