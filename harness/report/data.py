@@ -21,9 +21,11 @@ import pandas as pd
 
 from harness.config import HarnessSpec, SLOSpec
 from harness.errors import ReportError
+from harness.report.tenancy import is_tenancy
 from harness.rundir import EXPERIMENT_FILE, SCORECARD_FILE, RunDir
 from harness.scoring import per_second, read_telemetry
-from harness.scoring.rundir import load_run_spec, read_run_logs, score_run_dir
+from harness.scoring.intake import read_events
+from harness.scoring.rundir import load_run_spec, no_requests, read_run_logs, score_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,11 @@ def load_run(run_dir: str | Path, scorecard: dict[str, Any] | None = None) -> Ru
     except Exception as exc:  # the report still shows what there is
         log.warning("%s: experiment unreadable (%s); reporting without SLOs", run_dir, exc)
         spec = None
-    requests, timeline = read_run_logs(run_dir)
+    if is_tenancy(scorecard) and not paths.requests.is_file():
+        # a tenancy run's records are its tenants' (tenants/<name>/requests.csv)
+        requests, timeline = no_requests(), read_events(paths.timeline, None) or []
+    else:
+        requests, timeline = read_run_logs(run_dir)
     telemetry = read_telemetry(paths.telemetry, missing_ok=True)
     run = scorecard.get("run") or {}
     t0 = run.get("t0")

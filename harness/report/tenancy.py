@@ -44,9 +44,9 @@ def cost_pairs(cost: Mapping[str, Any]) -> list[tuple[str, str]]:
     if cost.get("wasted"):
         util += " (under 60%: paid for and idle)"
     pairs = [
-        ("GPU-seconds allocated", _num(cost.get("gpu_seconds_allocated"), "s", 2)),
-        ("GPU-seconds used", _num(cost.get("gpu_seconds_used"), "s", 2)),
-        ("GPU-seconds idle", _num(cost.get("gpu_seconds_idle"), "s", 2)),
+        ("GPU-seconds allocated", _num(cost.get("gpu_seconds_allocated"), digits=2)),
+        ("GPU-seconds used", _num(cost.get("gpu_seconds_used"), digits=2)),
+        ("GPU-seconds idle", _num(cost.get("gpu_seconds_idle"), digits=2)),
         ("utilization", util),
         ("measured from", str(cost.get("source_note") or cost.get("source") or "n/a")),
     ]

@@ -112,7 +112,8 @@ def _chaos_summary(journal: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _no_requests() -> pd.DataFrame:
+def no_requests() -> pd.DataFrame:
+    """A request frame without rows (a folder without ``requests.csv``)."""
     return pd.DataFrame({c: pd.Series(dtype="float64") for c in COLUMNS})
 
 
@@ -126,7 +127,7 @@ def _read_logs(
         requests = read_requests(paths.requests, warnings=warnings)
     else:
         warn(warnings, REQUESTS_FILE, "missing: no requests to score")
-        requests = _no_requests()
+        requests = no_requests()
     events = read_events(paths.timeline, warnings)
     requests, kept = drop_far_off(requests, events or [], warnings)
     return requests, None if events is None else kept
