@@ -28,6 +28,7 @@ from harness.faults import lifecycle
 from harness.platforms.kubernetes.client import no_mutations
 from harness.platforms.kubernetes.platform import KubernetesPlatform
 from harness.scoring.preflight import Preflight, preflight_node_loss
+from harness.tenancy_run import tenancy_plan
 from harness.timeline import Timeline
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def preflight_checks(experiment: Experiment) -> list[Preflight]:
     spec = experiment.spec
     if not isinstance(spec.platform, LocalPlatformSpec) or spec.preflight == "off":
         return []
+    if spec.tenancy is not None:  # its capacity model is one workload's nodes, not a pool's
+        return []
     known = set(spec.platform.all_node_names())
     checks = []
     for act in experiment.document.get("method") or []:
@@ -81,7 +84,8 @@ def plan(experiment: Experiment, kube_context: str | None = None) -> list[str]:
     lines: list[str] = []
     if not isinstance(spec.platform, KubernetesPlatformSpec):
         kind = spec.platform.kind if spec.platform is not None else "external"
-        for node in getattr(spec.platform, "nodes", None) or []:
+        lines += tenancy_plan(spec)  # with tenancy: each tenant's replicas on its view
+        for node in [] if spec.tenancy else getattr(spec.platform, "nodes", None) or []:
             lines.append(
                 f"would start {node.replicas} replica(s) on {kind} node {node.name} ({node.device})"
             )

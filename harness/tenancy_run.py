@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from harness.config import EXTENSION_NAME, HarnessSpec, LocalPlatformSpec
-from harness.config.tenancy_layout import layout
+from harness.config.tenancy_layout import NICENESS, layout
 from harness.rundir import EXPERIMENT_FILE, RunDir
 
 
@@ -65,3 +65,23 @@ def write_tenant_documents(doc: Mapping[str, Any], spec: HarnessSpec, run_dir: P
         folder.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(tenant_document(doc, spec, name), sort_keys=False)
         (folder / EXPERIMENT_FILE).write_text(text, encoding="utf-8")
+
+
+def tenancy_plan(spec: HarnessSpec) -> list[str]:
+    """The dry run's lines of a tenancy experiment: each tenant's replicas on its view of
+    the pool (cores, memory cap, niceness) and its quota; [] without tenancy."""
+    tenancy = spec.tenancy
+    if tenancy is None or not isinstance(spec.platform, LocalPlatformSpec):
+        return []
+    lines = [f"tenancy: {len(tenancy.tenants)} tenant(s) share the pool by {tenancy.sharing}"]
+    for name, view in layout(tenancy, spec.platform).items():
+        contract = tenancy.tenant(name).contract
+        for s in view.slots:
+            cores = "any core" if s.cpus is None else "cores " + ",".join(map(str, s.cpus))
+            cap = "no memory cap" if s.memory_cap_mib is None else f"{s.memory_cap_mib:g} MiB cap"
+            lines.append(
+                f"tenant {name}: would start {s.replicas} replica(s) on {s.view} (pool node "
+                f"{s.node}, {cores}, {cap}, niceness {NICENESS[contract.priority]})"
+            )
+        lines.append(f"tenant {name}: quota {contract.replica_quota} replica(s)")
+    return lines

@@ -14,7 +14,12 @@ from harness.cli import main
 from harness.config import HarnessSpec, LocalPlatformSpec
 from harness.config.tenancy_layout import LayoutError, TenantLayout, layout, tenant_of
 from harness.platforms.local.tenancy_checks import tenancy_target
-from harness.tenancy_run import records_dir, tenant_document, write_tenant_documents
+from harness.tenancy_run import (
+    records_dir,
+    tenancy_plan,
+    tenant_document,
+    write_tenant_documents,
+)
 
 SHAPE = {"kind": "step", "duration_s": 10, "start": 1, "increment": 0, "step_s": 10}
 
@@ -249,3 +254,15 @@ def test_validate_checks_a_fault_target_against_the_tenants(
     bad = _experiment(tmp_path, block, [action("crash_replica", replica="gpu0-0")])
     code, err = _validate(bad, capsys)
     assert code == 2 and len(err) == 1 and "TENANT-NODE-N" in err[0], err
+
+
+def test_the_dry_run_says_where_each_tenant_runs() -> None:
+    spec = _spec("mig", [_tenant("a", priority="low"), _tenant("b", memory_mib=1000)])
+    lines = tenancy_plan(spec)
+    assert lines[0] == "tenancy: 2 tenant(s) share the pool by mig"
+    assert (
+        "tenant a: would start 1 replica(s) on a-gpu0-s0 (pool node gpu0, cores 0, "
+        "2048 MiB cap, niceness 10)"
+    ) in lines
+    assert "tenant b: quota 1 replica(s)" in lines
+    assert tenancy_plan(_spec_single()) == []
