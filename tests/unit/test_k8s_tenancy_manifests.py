@@ -230,3 +230,21 @@ def test_the_command_refuses_bad_input_in_one_line(
     assert main(["tenant-manifests", str(_experiment(tmp_path, tenancy)), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_the_catalog_tenancy_experiment_renders_valid_objects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    experiment = RECIPE.parents[2] / "experiments" / "multi-tenant-noisy-neighbour.yaml"
+    out = tmp_path / "k8s.yaml"
+    argv = ["tenant-manifests", str(experiment), "--var", "sharing=mps", "--out", str(out)]
+    assert main(argv) == 0
+    objs = [o for o in yaml.safe_load_all(out.read_text()) if o]
+    for obj in objs:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    kinds = {o["kind"] for o in objs}
+    assert {"Namespace", "ResourceQuota", "Deployment", "PriorityClass", "ConfigMap"} <= kinds
+    namespaces = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]
+    assert len(namespaces) >= 2  # one per tenant
