@@ -42,6 +42,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     elif platform is not None and platform.kind == "kubernetes":
         deploy = "existing pods" if not platform.deploy else f"deploy {platform.name}"
         where = f"kubernetes {platform.namespace}: {deploy}"
+    elif exp.spec.tenancy is not None:
+        t, pool = exp.spec.tenancy, getattr(platform, "nodes", None) or []
+        tenants = ", ".join(f"{x.name}({x.contract.replicas})" for x in t.tenants)
+        where = f"{t.sharing} pool {', '.join(n.name for n in pool)}; tenants {tenants}"
     else:
         local_nodes = getattr(platform, "nodes", None) or []
         where = "nodes: " + ", ".join(f"{n.name}({n.replicas}x{n.device})" for n in local_nodes)
