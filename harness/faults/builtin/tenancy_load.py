@@ -143,6 +143,8 @@ class SpikeNeighbourLoad(Fault[SpikeLoadArgs]):
     its records in ``tenants/<tenant>/spike/`` (not the tenant's scored records). Real on
     every mode; what it costs the other tenants depends on the sharing mode (shared cores
     under time-slicing and mps, a MIG slice's own cores when the node has enough).
+    ``duration_s`` counts from the call, as for every fault: the extra Locust's start-up
+    (seconds on a busy CPU machine: its ``injection_latency_s``) is part of it.
     Proof: its requests reached the tenant (records written, answers counted). Revert: the
     load stopped (SIGINT); the detached reverter kills it by pid when the harness dies or
     the time-to-live runs out (before it is registered, Locust dies with the harness)."""
