@@ -389,6 +389,7 @@ class LocalPlatform(Placement):
         ]  # fmt: skip
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self._replica_env(replica))
         # a fresh secret per start: the replica's fault hook answers only to the harness
         token = env[FAULT_TOKEN_ENV] = secrets.token_urlsafe(24)
         with self._supervisor.lock:
@@ -400,8 +401,13 @@ class LocalPlatform(Placement):
         return spawn(argv, env, self.log_path(replica.id), header, cpus=cpus)
 
     def _replica_args(self, replica: Replica) -> list[str]:
-        """Server flags of one replica beyond the workload's (a tenant's memory cap)."""
+        """Server flags of one replica beyond the workload's (a tenant's memory cap); a
+        flag given again here wins (argparse keeps the last)."""
         return []
+
+    def _replica_env(self, replica: Replica) -> dict[str, str]:
+        """Environment of one replica beyond the harness's (a tenant's MIG slice)."""
+        return {}
 
     def _check_node(self, node: str) -> None:
         if node not in self._node_names:

@@ -11,7 +11,9 @@ tenant unchanged; the contract is added by overriding a few methods:
 - memory cap (mps, mig, exclusive; not time-slicing, where the device's memory is one
   pool): on CPU the stand-in is the soft ``RLIMIT_AS`` of the replica, set when it is Ready
   to its size then plus the cap (its ``replica_ready`` event says both); on CUDA the
-  server's ``--memory-fraction cap/total`` (torch's per-process memory fraction);
+  server's ``--memory-fraction cap/total`` (torch's per-process memory fraction); under
+  mig on a GPU in MIG mode the real slice (``CUDA_VISIBLE_DEVICES=MIG-<uuid>``, NVML's
+  MIG devices in slice order), whose memory is its own;
 - quota: a scale-up (the autoscaler's ``add_replica`` / ``add_pending_replica``) that
   would take the tenant past its replica quota is refused and recorded (``quota_refused``);
 - admission: a launch the tenant's admission rule denies is recorded
@@ -36,6 +38,7 @@ from harness.config.tenancy import TenancySpec, TenantSpec
 from harness.config.tenancy_layout import NICENESS, Slot, TenantLayout
 from harness.errors import PlatformError
 from harness.faults.injectors import cap_address_space
+from harness.platforms.local.devices import MigDevice, mig_devices
 from harness.platforms.local.platform import STOP_GRACE_S, LocalPlatform
 from harness.platforms.local.process import terminate_all
 from harness.platforms.local.replica import Replica
@@ -186,7 +189,22 @@ class TenantPlatform(LocalPlatform):
             log.warning("replica %s: niceness %d not set: %s", replica.id, nice, exc)
         return proc
 
+    def _mig_slice(self, replica: Replica) -> MigDevice | None:
+        """The real MIG device of the replica's slice when its GPU is in MIG mode with
+        enough instances; None otherwise (virtual slices: cores and a memory fraction)."""
+        if self.sharing != "mig" or not replica.device.startswith("cuda"):
+            return None
+        index = self.view.slot(replica.node).slice
+        found = mig_devices(int(replica.device.partition(":")[2] or 0))
+        return found[index] if index is not None and index < len(found) else None
+
+    def _replica_env(self, replica: Replica) -> dict[str, str]:
+        mig = self._mig_slice(replica)
+        return {} if mig is None else {"CUDA_VISIBLE_DEVICES": mig.cuda_visible_devices}
+
     def _replica_args(self, replica: Replica) -> list[str]:
+        if self._mig_slice(replica) is not None:  # the slice alone is visible, as cuda:0;
+            return ["--device", "cuda:0"]  # its memory is the slice's: no fraction needed
         cap = self._cap_on(replica.id, replica.node)
         if cap is None or not replica.device.startswith("cuda"):
             return []
