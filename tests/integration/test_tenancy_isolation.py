@@ -77,7 +77,11 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["GPUCHAOS_STATE_DIR"] = old
 
 
-@pytest.fixture(scope="module", params=["time-slicing", "mig", "mps"])
+#: the modes each isolation test runs under (one pool each, shared by the module's tests)
+MODES = pytest.mark.parametrize("pool", ["time-slicing", "mig", "mps"], indirect=True)
+
+
+@pytest.fixture(scope="module")
 def pool(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, state_dir: Path
 ) -> Iterator[RunContext]:
@@ -134,6 +138,7 @@ def _during(ctx: RunContext, inject: Any, look: Any) -> tuple[dict[str, Any], An
     return effects[0]["details"], looked
 
 
+@MODES
 def test_a_neighbours_memory_spike_reaches_the_other_tenant_only_under_time_slicing(
     pool: RunContext, state_dir: Path
 ) -> None:
@@ -165,6 +170,7 @@ def test_a_neighbours_memory_spike_reaches_the_other_tenant_only_under_time_slic
     wait_for(lambda: not list(state_dir.glob("*.json")), 10.0, "no fault state file")
 
 
+@MODES
 def test_a_neighbours_poisoned_context_reaches_the_other_tenant_unless_partitioned(
     pool: RunContext, state_dir: Path
 ) -> None:
@@ -192,3 +198,31 @@ def test_a_neighbours_poisoned_context_reaches_the_other_tenant_unless_partition
             READY_TIMEOUT_S,
             f"{rid} restarted",
         )
+
+
+@pytest.mark.parametrize("pool", ["mig"], indirect=True)
+def test_quota_admission_and_recreate_act_through_the_pool(
+    pool: RunContext, state_dir: Path
+) -> None:
+    platform: Any = pool.platform
+    mark = len(pool.timeline.events)
+
+    quota = actions.exhaust_quota("teama", duration_s=0.2)
+    assert quota["quota"] == 1 and quota["quota_before"] == 1 and quota["in_force"]
+    assert platform.quota("teama") == 1
+
+    denied = actions.deny_admission("teama", rule="all", duration_s=0.5)
+    assert denied["reason"] and denied["affected"] == denied["denied"][:1]
+    (rid,) = denied["affected"]
+    assert rid.startswith("teama-")
+    events = [e for e in pool.timeline.events[mark:] if e["kind"] == "admission_denied"]
+    assert events and events[0]["target"] == rid and events[0]["details"]["tenant"] == "teama"
+    assert platform.admission_would_deny("teama") is None  # lifted by the revert
+    wait_for(lambda: rid in platform.tenant_replicas("teama"), READY_TIMEOUT_S, f"{rid} back")
+
+    resized = actions.recreate_replica("teamb", memory_mib=512.0)
+    assert resized["new_pid"] != resized["old_pid"] and resized["memory_cap_mib"] == 512.0
+    assert platform.tenant_replicas("teamb")[resized["replica"]] == resized["new_pid"]
+    recreated = [e for e in pool.timeline.events[mark:] if e["kind"] == "replica_recreated"]
+    assert recreated and recreated[-1]["details"]["new_pid"] == resized["new_pid"]
+    wait_for(lambda: not list(state_dir.glob("*.json")), 10.0, "no fault state file")
