@@ -18,7 +18,7 @@ from harness.errors import ChaosError, FaultNoEffect
 from harness.faults import lifecycle, registry
 from harness.faults.builtin.tenancy_context import blast
 from harness.faults.builtin.tenancy_load import SpikeLoadArgs, answered, spike_spec
-from harness.faults.builtin.tenancy_memory import headrooms
+from harness.faults.builtin.tenancy_memory import headrooms, pool_node
 from harness.timeline import Timeline
 
 GPU_MIB = 4096.0
@@ -370,3 +370,8 @@ def test_answered_counts_records_and_answers(tmp_path: Path) -> None:
     assert answered(path) == (0, 0)
     path.write_text("start,end,status\n1,2,200\n1,2,503\n1,2,200\n")
     assert answered(path) == (3, 2)
+
+
+def test_the_pool_node_of_a_view_node() -> None:
+    assert pool_node("teamb-gpu0", "teamb") == "gpu0"
+    assert pool_node("teamb-gpu-0-s1", "teamb") == "gpu-0"

@@ -11,6 +11,7 @@ hurts only itself.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -90,6 +91,12 @@ class SpikeMemoryArgs(FaultArgs):
         le=MAX_TOKENS,
         description=f"CPU: max_tokens of that completion, 1 to {MAX_TOKENS:,}.",
     )
+
+
+def pool_node(view: str, tenant: str) -> str:
+    """The pool node of a tenant's view node (``teamb-gpu0`` or ``teamb-gpu0-s1``: ``gpu0``)."""
+    name = view.removeprefix(f"{tenant}-")
+    return re.sub(r"-s\d+$", "", name)
 
 
 def probe_allocations(ports: dict[int, int | None], words: int, max_tokens: int) -> dict[int, str]:
@@ -237,9 +244,10 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
         device: str,
         ttl: float,
     ) -> Injection:
-        """time-slicing on a GPU: a hog worker takes ``mib`` (or all but 256 MiB) of it."""
+        """time-slicing on a GPU: a hog worker takes ``mib`` (or all but 256 MiB) of it; a
+        worker warmed for the pool node (``warm_fault_workers`` on ``gpu0``) is used."""
         rid = next(iter(mine))
-        node = host.replica_node(rid)
+        node = pool_node(host.replica_node(rid), target)
         free = gpu_free_mib(device)
         leave = 256.0 if args.mib is None or free is None else max(0.0, free - args.mib)
         mem_args = MemoryArgs.model_validate(
