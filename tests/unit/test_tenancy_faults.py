@@ -375,3 +375,23 @@ def test_answered_counts_records_and_answers(tmp_path: Path) -> None:
 def test_the_pool_node_of_a_view_node() -> None:
     assert pool_node("teamb-gpu0", "teamb") == "gpu0"
     assert pool_node("teamb-gpu-0-s1", "teamb") == "gpu-0"
+
+
+@pytest.mark.parametrize(
+    ("sharing", "memory", "context"),
+    [
+        ("time-slicing", "every replica on its GPUs", "every other tenant's"),
+        ("mps", "only its own replicas", "every other tenant's"),
+        ("mig", "only its own replicas", "its replicas only"),
+    ],
+)
+def test_the_dry_run_says_whom_each_mode_lets_the_fault_reach(
+    sharing: str, memory: str, context: str, tmp_path: Path
+) -> None:
+    ctx = _ctx(FakePool(sharing), tmp_path)
+    ctx.spec.tenancy.sharing = sharing
+    fault = _fault("spike_neighbour_memory")
+    would = fault.plan(ctx, lifecycle.parse_args(fault, {}), "teamb")["would"]
+    assert memory in would and sharing in would
+    fault = _fault("fault_neighbour_context")
+    assert context in fault.plan(ctx, lifecycle.parse_args(fault, {}), "teamb")["would"]

@@ -26,6 +26,7 @@ from harness.faults.builtin.tenancy_common import (
     pick,
     running,
     tenancy_host,
+    tenancy_spec,
     tenant_field,
     umbrella,
     workload_kind,
@@ -105,6 +106,21 @@ class FaultNeighbourContext(Fault[ContextArgs]):
 
     def pick_target(self, ctx: FaultContext, args: ContextArgs) -> str:
         return pick(ctx, self.name, last=True)
+
+    def plan(self, ctx: FaultContext, args: ContextArgs, target: str) -> dict[str, Any]:
+        sharing = str(getattr(tenancy_spec(ctx), "sharing", "unknown"))
+        reach = (
+            "its replicas and every other tenant's on the same GPU (one fault domain)"
+            if sharing in SHARED_FAULT_DOMAIN
+            else "its replicas only (a slice or GPU of their own)"
+        )
+        return {
+            "would": (
+                f"would {args.kind} tenant {target}'s replicas for {args.duration_s:g} s "
+                f"under {sharing}: it reaches {reach}"
+            ),
+            "sharing": sharing,
+        }
 
     def inject(self, ctx: FaultContext, args: ContextArgs, target: str) -> Injection:
         host = tenancy_host(ctx, self.name)

@@ -35,6 +35,7 @@ from harness.faults.builtin.tenancy_common import (
     pick,
     running,
     tenancy_host,
+    tenancy_spec,
     tenant_field,
     umbrella,
     workload_kind,
@@ -189,6 +190,23 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
 
     def pick_target(self, ctx: FaultContext, args: SpikeMemoryArgs) -> str:
         return pick(ctx, self.name, last=True)
+
+    def plan(self, ctx: FaultContext, args: SpikeMemoryArgs, target: str) -> dict[str, Any]:
+        tenancy = tenancy_spec(ctx)
+        sharing = str(getattr(tenancy, "sharing", "unknown"))
+        reach = (
+            "every replica on its GPUs, of any tenant (one memory pool)"
+            if sharing == "time-slicing"
+            else "only its own replicas (its cap, slice or GPU)"
+        )
+        size = "all it can" if args.mib is None else f"{args.mib:g} MiB"
+        return {
+            "would": (
+                f"would spike tenant {target}'s memory ({size} a replica) for "
+                f"{args.duration_s:g} s under {sharing}: it reaches {reach}"
+            ),
+            "sharing": sharing,
+        }
 
     def inject(self, ctx: FaultContext, args: SpikeMemoryArgs, target: str) -> Injection:
         host = tenancy_host(ctx, self.name)
