@@ -223,6 +223,8 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
     log: ClassVar[logging.Logger]
     #: What the model is, in the "ready" line: "<kind> <model> on <device>".
     kind: ClassVar[str]
+    #: Whether CPU forwards may use oneDNN (the LLM turns it off: see ``_load``).
+    cpu_onednn: ClassVar[bool] = True
 
     def __init__(self, settings: SettingsT, metrics: MetricsT, started: float) -> None:
         self.settings = settings
@@ -273,6 +275,13 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
 
         build = self.engine_builder()
         torch.set_num_threads(s.threads)
+        if not self.cpu_onednn and not str(s.device).startswith("cuda"):
+            # Why: after an allocation failed under a lowered address-space limit (the
+            # memory faults' CPU stand-in), a oneDNN matmul primitive could keep failing
+            # ("could not create a primitive") once the limit was lifted, so the replica
+            # never recovered, which a CUDA OOM does not do. The LLM's forward is as fast
+            # without oneDNN on CPU (1.1-1.5 ms per tiny forward either way).
+            torch.backends.mkldnn.enabled = False
         import_seconds = time.perf_counter() - t0
         sharing.log_mps(self.mps)
         # before the engine's first allocation on the device: the cap covers the weights too

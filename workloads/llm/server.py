@@ -128,6 +128,7 @@ class Replica(common.Replica[ServerSettings, Metrics, "Engine"]):
     thread_name = "llm-engine"
     log = logger
     kind = "model"
+    cpu_onednn = False
 
     def __init__(self, settings: ServerSettings, metrics: Metrics, started: float) -> None:
         super().__init__(settings, metrics, started)
