@@ -68,7 +68,11 @@ def ctx(tmp_path_factory: pytest.TempPathFactory, state_dir: Path) -> Iterator[R
         probe_interval_s=0.1,
         liveness=LivenessSpec(period_s=0.5, timeout_s=1.0, failure_threshold=3),
     )
-    workload = WorkloadSpec(model="tiny", max_batch_size=4, ready_timeout_s=READY_TIMEOUT_S)
+    # on-demand: the KV cache grows with the batch, so a request needs memory (a server that
+    # preallocated all it needs does not notice the memory fault: its proof says so)
+    workload = WorkloadSpec(
+        model="tiny", max_batch_size=4, kv_cache="on-demand", ready_timeout_s=READY_TIMEOUT_S
+    )
     spec = HarnessSpec.model_validate(
         {
             "name": "gpuchaos",
