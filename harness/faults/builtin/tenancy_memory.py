@@ -15,7 +15,6 @@ import re
 import time
 from typing import Any
 
-import httpx
 from pydantic import Field
 
 from harness.config.base import MAX_MEMORY_MIB, MAX_TOKENS, MAX_WORDS
@@ -27,6 +26,7 @@ from harness.faults.builtin.memory import (
     ExhaustGpuMemory,
     MemoryArgs,
     _oom_count,
+    probe_allocations,
 )
 from harness.faults.builtin.tenancy_common import (
     LAST,
@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 HOG_KIND = "hog"
 #: What the hook answers a hog its process's cap refused (the allocator's OOM).
 HOG_REFUSED_STATUS = 507
+#: A spike allocates this much at a time until the cap refuses a piece, so it takes what fits
+#: under the cap less at most one piece: a process left with nothing at all cannot even read
+#: a socket (asyncio's recv raises MemoryError), so its hog could never be cleared.
+HOG_CHUNK_MIB = 64.0
 
 
 class SpikeMemoryArgs(FaultArgs):
@@ -98,26 +102,6 @@ def pool_node(view: str, tenant: str) -> str:
     """The pool node of a tenant's view node (``teamb-gpu0`` or ``teamb-gpu0-s1``: ``gpu0``)."""
     name = view.removeprefix(f"{tenant}-")
     return re.sub(r"-s\d+$", "", name)
-
-
-def probe_allocations(ports: dict[int, int | None], words: int, max_tokens: int) -> dict[int, str]:
-    """Send one completion that needs memory straight to each replica; what failed, by pid.
-    Only a server error or no answer counts: a 4xx (a prompt longer than the model's
-    context) says nothing about memory. The defaults fit the tiny model's 256-token context
-    (one token per byte) and every larger one."""
-    failed: dict[int, str] = {}
-    body = {"prompt": " ".join(["memory"] * words), "max_tokens": max_tokens}
-    for pid, port in ports.items():
-        if port is None:
-            continue
-        try:
-            resp = httpx.post(f"http://127.0.0.1:{port}/v1/completions", json=body, timeout=10)
-        except httpx.HTTPError as exc:
-            failed[pid] = type(exc).__name__
-            continue
-        if resp.status_code >= 500:
-            failed[pid] = f"HTTP {resp.status_code} {resp.text[:80]}"
-    return failed
 
 
 def headrooms(
@@ -165,12 +149,15 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
     CPU stand-in: the soft RLIMIT_AS of each affected replica is lowered to its size plus
     what it has left (time-slicing: ``gpu_memory_mib`` less the co-resident replicas'
     declared use, less the spike, floor 0; otherwise its cap less the spike, floor 0), so its
-    next large allocation fails as a CUDA OOM would. CUDA: time-slicing, a hog worker fills
-    the device (as exhaust_gpu_memory does); mps and mig, each of the tenant's replicas is
-    asked (fault hook ``hog``) to allocate inside its own capped context.
-    Proof (CPU): the limits in /proc/PID/limits and a large completion failing on every
-    affected replica (or its OOM counter moving); CUDA: the hog's and NVML's free memory, or
-    the hook's answer. Revert: the limits restored, the hog freed, the hook cleared."""
+    next large allocation fails as a CUDA OOM would. Under mps, mig and exclusive, on CPU as
+    on CUDA, each of the tenant's replicas is asked (fault hook ``hog``) to allocate inside
+    its own capped process (CPU: the soft RLIMIT_AS the platform set at Ready; CUDA: its
+    memory fraction), so its cap takes the hit. CUDA time-slicing: a hog worker fills the
+    device (as exhaust_gpu_memory does).
+    Proof: time-slicing on CPU, the limits in /proc/PID/limits and a large completion failing
+    on an affected replica (or its OOM counter moving); otherwise the hook's answer (memory
+    held, or refused by the cap: HTTP 507), and on a CUDA time-sliced GPU the hog's and
+    NVML's free memory. Revert: the limits restored, the hog freed, the hook cleared."""
 
     name = "spike_neighbour_memory"
     platform = "local"
@@ -184,8 +171,8 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
         "stand-in: RLIMIT_AS lowered to what the spike leaves)"
     )
     proves = (
-        "the lowered limits in /proc/PID/limits and a large completion failing on every "
-        "affected replica (CUDA: memory taken)"
+        "time-slicing: the lowered limits in /proc/PID/limits and a large completion failing "
+        "(CUDA: memory taken); otherwise the tenant's own hog held or refused by its cap"
     )
 
     def pick_target(self, ctx: FaultContext, args: SpikeMemoryArgs) -> str:
@@ -213,10 +200,10 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
         mine = running(host, self.name, target)
         ttl = ttl_for(args.duration_s, args.ttl_s)
         device = host.node_device(host.replica_node(next(iter(mine))))
-        if device.startswith("cuda"):
-            if host.sharing == "time-slicing":
-                return self._fill(ctx, host, args, target, mine, device, ttl)
+        if host.sharing != "time-slicing":  # CPU too: its cap is the RLIMIT_AS set at Ready
             return self._hook_hog(ctx, host, args, target, mine, ttl)
+        if device.startswith("cuda"):
+            return self._fill(ctx, host, args, target, mine, device, ttl)
         pids = all_replicas(host)
         room = {
             r: m for r, m in headrooms(ctx, host, target, list(mine), args.mib).items() if r in pids
@@ -288,8 +275,9 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
         mine: dict[str, int],
         ttl: float,
     ) -> Injection:
-        """mps and mig on a GPU: each of the tenant's replicas allocates inside its own
-        capped context (the hook's ``hog``), so the cap, not the neighbours, takes the hit."""
+        """mps, mig and exclusive (CPU and CUDA): each of the tenant's replicas allocates
+        inside its own capped process (the hook's ``hog``), so the cap, not the neighbours,
+        takes the hit."""
         active, done = umbrella(self.name, target)
         replies: dict[str, Any] = {}
         t0 = time.perf_counter()
@@ -311,17 +299,30 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
                     hook=hook,
                 )
                 done.append(one)
-                try:
-                    replies[rid] = hookclient.call(port, token, {"kind": HOG_KIND, "mib": mib})
-                except ChaosError as exc:
-                    if f"HTTP {HOG_REFUSED_STATUS}" not in str(exc):
-                        raise FaultNoEffect(f"{self.name} {target}", f"{rid}: {exc}") from None
-                    # the tenant's own cap refused it: the real CUDA OOM, in its own context
-                    replies[rid] = {"capped": str(exc)[:200]}
+                replies[rid] = self._take(port, token, mib, f"{self.name} {target}", rid)
         facts = {"tenant": target, "sharing": host.sharing, "affected": sorted(mine)}
         injection = Injection(target, active, facts, latency_s=time.perf_counter() - t0)
         injection.scratch["hog"] = replies
         return injection
+
+    @staticmethod
+    def _take(port: int, token: str, mib: float, where: str, rid: str) -> dict[str, Any]:
+        """Allocate ``mib`` in the replica's own process, :data:`HOG_CHUNK_MIB` at a time,
+        until it holds them all or its cap refuses a piece (HTTP 507, the allocator's own
+        OOM): a spike takes what fits under the cap and leaves the tenant short, as an
+        allocation loop in a capped MPS client or MIG slice does."""
+        taken, refused = 0.0, ""
+        while taken < mib:
+            size = min(HOG_CHUNK_MIB, mib - taken)
+            try:
+                hookclient.call(port, token, {"kind": HOG_KIND, "mib": size})
+            except ChaosError as exc:
+                if f"HTTP {HOG_REFUSED_STATUS}" not in str(exc):
+                    raise FaultNoEffect(where, f"{rid}: {exc}") from None
+                refused = str(exc)[:200]  # the cap: what is left is less than a piece
+                break
+            taken += size
+        return {"taken_mib": round(taken, 1), "wanted_mib": round(mib, 1), "capped": refused}
 
     # -- proof ------------------------------------------------------------------------------
 
@@ -342,8 +343,8 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
         if "failed" not in s:  # once: a completion that needs memory to each affected replica
             s["failed"] = probe_allocations(s["probed"], args.probe_words, args.probe_max_tokens)
         moved = {pid for pid, port in s["probed"].items() if _oom_count(port) > s["before"][pid]}
-        if set(s["probed"]) - set(s["failed"]) - moved:
-            return None
+        if not (set(s["failed"]) or moved):  # a server that preallocated all it needs may
+            return None  # not notice; the spike took hold once any allocation fails
         host = tenancy_host(ctx, self.name)
         tenant = injection.facts["tenant"]
         return {
@@ -359,14 +360,14 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
                 r: s["failed"][pid] for r, pid in s["pids"].items() if pid in s["failed"]
             },
             "oom_metric_moved": sorted(moved),
-            "checked": "/proc/PID/limits and a large completion failing on each affected replica",
+            "checked": "/proc/PID/limits and a large completion failing on an affected replica",
         }
 
     def no_effect(self, ctx: FaultContext, args: SpikeMemoryArgs, injection: Injection) -> str:
         s = injection.scratch
         return (
-            f"limits set with headroom {s.get('room')} MiB (seen in /proc/PID/limits), but not "
-            f"every affected replica failed a {args.probe_words}-word completion (failed: "
-            f"{s.get('failed')}) nor moved {'/'.join(OOM_METRICS)}; a spike smaller than what "
-            "is free leaves room: raise mib or leave it unset"
+            f"limits set with headroom {s.get('room')} MiB (seen in /proc/PID/limits), but no "
+            f"affected replica failed a {args.probe_words}-word completion nor moved "
+            f"{'/'.join(OOM_METRICS)}; a spike smaller than what is free leaves room (raise mib "
+            "or leave it unset), and a server that preallocated its memory does not notice"
         )
