@@ -14,7 +14,9 @@ Definitions:
   ``<tenant>-...``). A fault aimed at no tenant (a pool node) has no blast radius entry.
 - **Windows**, by request end time (as the scorer buckets requests): *inside*
   ``[fault start, fault end)``; *before* ``[previous fault's end, fault start)``, the
-  previous end being the latest end of another fault at or before this start, else ``t0``.
+  previous end being the latest end of another fault at or before this start, else ``t0``;
+  when that window holds no request (faults back to back), the baseline before the first
+  fault, ``[t0, first fault start)``.
 - For each other tenant: ``failed_requests`` (failed inside, :func:`failed_mask`),
   ``error_rate`` and ``error_rate_before``, ``p99_ms`` and ``p99_before_ms`` (effective
   latency: a failed request counts as at least the tenant's client timeout, as in its SLOs),
@@ -118,6 +120,7 @@ def blast_radius(
     names = list(requests)
     pairs = fault_pairs(events)
     ends = [float(end["time"]) for _, end in pairs if end is not None]
+    first = min((float(start["time"]) for start, _ in pairs), default=t0)
     out: list[dict[str, Any]] = []
     for start, end in pairs:
         began = float(start["time"])
@@ -132,7 +135,11 @@ def blast_radius(
                 continue
             frame, timeout = requests[victim], timeouts_ms[victim]
             inside = window_figures(frame, began, finish, timeout)
+            baseline = before_from
             before = window_figures(frame, before_from, began, timeout)
+            if not before["requests"] and first < began:  # faults back to back
+                baseline = t0
+                before = window_figures(frame, t0, first, timeout)
             p99, p99_before = _number(inside["p99_ms"]), _number(before["p99_ms"])
             card = cards.get(victim) or {}
             entry: dict[str, Any] = {
@@ -142,7 +149,7 @@ def blast_radius(
                 "victim": victim,
                 "start_s": began - t0,
                 "end_s": None if end is None else finish - t0,
-                "before_start_s": before_from - t0,
+                "before_start_s": baseline - t0,
                 "requests": inside["requests"],
                 "failed_requests": inside["failed"],
                 "error_rate": inside["error_rate"],

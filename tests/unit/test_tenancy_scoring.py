@@ -11,13 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from harness.cli import main
 from harness.rundir import RunDir
 from harness.scoring.rundir import score_run_dir
 from harness.scoring.tenancy import combine_verdicts
-from harness.scoring.tenancy_blast import aimed_at, blast_line
+from harness.scoring.tenancy_blast import aimed_at, blast_line, blast_radius
 from harness.scoring.tenancy_cost import denied_capacity, ready_spans
 from harness.scoring.tenancy_view import tenant_dir, tenant_events, view_source
 from tests.support.tenancy_runs import FAILED, REPLICAS, T0, make_tenancy_run
@@ -278,3 +279,41 @@ def test_each_view_has_its_own_load_generator_as_locust() -> None:
     assert view_source("locust-teamb", "teama", names) is None
     assert view_source("teamb-node-a-0", "teama", names) is None
     assert view_source("gpu0", "teama", names) == "gpu0"
+
+
+def test_back_to_back_faults_compare_with_the_baseline_before_the_first() -> None:
+    """teamb's load spike ends the instant its memory spike starts: the memory spike's
+    "before" window would be empty, so it is compared with the baseline before the first
+    fault instead (teama: 10 good requests there, then 4 of 5 failed in the spike)."""
+    rows = [(T0 + 0.5 + i, 200) for i in range(10)]  # baseline, before the first fault
+    rows += [(T0 + 10.5 + i, 200) for i in range(5)]  # the load spike: all good
+    rows += [(T0 + 15.5 + i, 503 if i else 200) for i in range(5)]  # the memory spike
+    frame = pd.DataFrame(
+        {
+            "start": [end - 0.1 for end, _ in rows],
+            "end": [end for end, _ in rows],
+            "latency_ms": [100.0] * len(rows),
+            "status": [status for _, status in rows],
+            "error": ["" if status == 200 else "HTTP 503" for _, status in rows],
+        }
+    )
+    events = [
+        {"time": T0 + 10, "kind": "fault_start", "target": "teamb",
+         "details": {"fault": "spike_neighbour_load", "tenant": "teamb"}},
+        {"time": T0 + 15, "kind": "fault_end", "target": "teamb",
+         "details": {"fault": "spike_neighbour_load"}},
+        {"time": T0 + 15, "kind": "fault_start", "target": "teamb",
+         "details": {"fault": "spike_neighbour_memory", "tenant": "teamb"}},
+        {"time": T0 + 20, "kind": "fault_end", "target": "teamb",
+         "details": {"fault": "spike_neighbour_memory"}},
+    ]  # fmt: skip
+    empty = frame.iloc[0:0]
+    load, memory = blast_radius(
+        events, {"teama": frame, "teamb": empty}, {"teama": 2000.0, "teamb": 2000.0}, {},
+        T0, T0 + 20,
+    )  # fmt: skip
+    assert load["requests_before"] == 10 and load["before_start_s"] == 0.0
+    assert memory["fault"] == "spike_neighbour_memory"
+    assert memory["failed_requests"] == 4 and memory["error_rate"] == pytest.approx(0.8)
+    assert memory["requests_before"] == 10 and memory["error_rate_before"] == 0.0
+    assert memory["before_start_s"] == 0.0
