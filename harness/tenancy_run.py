@@ -16,15 +16,14 @@ run differs in three places only, all here:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from harness.config import EXTENSION_NAME, HarnessSpec, LocalPlatformSpec
-from harness.config.tenancy_layout import NICENESS, layout
+from harness.config import HarnessSpec, LocalPlatformSpec
+from harness.config.tenancy_layout import NICENESS, layout, tenant_document
 from harness.rundir import EXPERIMENT_FILE, RunDir
 
 
@@ -38,22 +37,6 @@ def records_dir(run_dir: Path, spec: HarnessSpec) -> Path:
     tenancy the first tenant's."""
     name = first_tenant(spec)
     return Path(run_dir) if name is None else RunDir(run_dir).tenant(name).path
-
-
-def tenant_document(doc: Mapping[str, Any], spec: HarnessSpec, name: str) -> dict[str, Any]:
-    """Tenant ``name``'s single-tenant experiment derived from the run's document."""
-    assert spec.tenancy is not None and isinstance(spec.platform, LocalPlatformSpec)
-    tenant = spec.tenancy.tenant(name)
-    view = layout(spec.tenancy, spec.platform)[name].platform
-    out = copy.deepcopy(dict(doc))
-    for ext in out.get("extensions") or []:
-        if isinstance(ext, dict) and ext.get("name") == EXTENSION_NAME:
-            ext.pop("tenancy", None)
-            ext["workload"] = tenant.workload.model_dump(mode="json", exclude_none=True)
-            ext["load"] = tenant.load.model_dump(mode="json", exclude_none=True)
-            ext["slos"] = tenant.slos.model_dump(mode="json", exclude_none=True)
-            ext["platform"] = view.model_dump(mode="json", exclude_none=True)
-    return out
 
 
 def write_tenant_documents(doc: Mapping[str, Any], spec: HarnessSpec, run_dir: Path) -> None:

@@ -21,11 +21,24 @@ Every tenant gets its own view of the pool: a local-platform spec whose nodes ar
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from harness.config.platform_local import LocalPlatformSpec, NodeSpec
 from harness.config.shapes import TraceShape
 from harness.config.tenancy import TenancySpec, TenantSpec
+
+
+class Tenanted(Protocol):
+    """What :func:`tenant_document` reads of an experiment's spec (a ``HarnessSpec``)."""
+
+    @property
+    def tenancy(self) -> TenancySpec | None: ...
+
+    @property
+    def platform(self) -> Any: ...
 
 #: CPU niceness of a tenant's replicas on the local platform, by contract priority.
 NICENESS = {"high": 0, "normal": 5, "low": 10}
@@ -236,3 +249,24 @@ def check_tenants(tenancy: TenancySpec, tenants: list[TenantSpec]) -> None:
         raise LayoutError(
             f"tenants' loads must last as long (one run, one span to score): {listed}"
         )
+
+
+def tenant_document(doc: Mapping[str, Any], spec: Tenanted, name: str) -> dict[str, Any]:
+    """The single-tenant experiment of tenant ``name`` derived from a tenancy experiment's
+    document: the same document with ``tenancy`` removed from the gpuchaos block, and its
+    workload, load, slos and platform the tenant's (the platform is its view of the pool).
+    Why: each tenant's folder of a run is then a run folder of its own, scored and
+    reported by the single-workload code, and the run writes it where the scorer reads it."""
+    tenancy, platform = spec.tenancy, spec.platform
+    assert tenancy is not None and isinstance(platform, LocalPlatformSpec)
+    tenant = tenancy.tenant(name)
+    view = layout(tenancy, platform)[name].platform
+    out = copy.deepcopy(dict(doc))
+    for ext in out.get("extensions") or []:
+        if isinstance(ext, dict) and ext.get("name") == "gpuchaos":
+            ext.pop("tenancy", None)
+            ext["workload"] = tenant.workload.model_dump(mode="json", exclude_none=True)
+            ext["load"] = tenant.load.model_dump(mode="json", exclude_none=True)
+            ext["slos"] = tenant.slos.model_dump(mode="json", exclude_none=True)
+            ext["platform"] = view.model_dump(mode="json", exclude_none=True)
+    return out

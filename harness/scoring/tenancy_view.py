@@ -25,7 +25,6 @@ run folder that ``gpuchaos report`` draws; otherwise the view is a scratch folde
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import logging
@@ -37,8 +36,8 @@ from typing import Any
 
 import yaml
 
-from harness.config import EXTENSION_NAME, HarnessSpec
-from harness.config.tenancy_layout import layout, tenant_of
+from harness.config import HarnessSpec
+from harness.config.tenancy_layout import tenant_document, tenant_of
 from harness.rundir import EXPERIMENT_FILE, REQUESTS_FILE, RunDir
 
 log = logging.getLogger(__name__)
@@ -62,24 +61,6 @@ def event_tenant(event: Mapping[str, Any]) -> str | None:
 def tenant_events(events: Iterable[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
     """The events of tenant ``name``'s view: its own and those of no tenant."""
     return [e for e in events if event_tenant(e) in (None, name)]
-
-
-def tenant_document(doc: Mapping[str, Any], spec: HarnessSpec, name: str) -> dict[str, Any]:
-    """The single-tenant experiment of tenant ``name`` derived from the tenancy run's document:
-    the same document with ``tenancy`` removed from the gpuchaos block and its workload, load,
-    slos and platform the tenant's (the platform is the tenant's layout view of the pool)."""
-    assert spec.tenancy is not None and spec.platform is not None
-    tenant = spec.tenancy.tenant(name)
-    view = layout(spec.tenancy, spec.platform)[name].platform  # type: ignore[arg-type]
-    out = copy.deepcopy(dict(doc))
-    for ext in out.get("extensions") or []:
-        if isinstance(ext, dict) and ext.get("name") == EXTENSION_NAME:
-            ext.pop("tenancy", None)
-            ext["workload"] = tenant.workload.model_dump(mode="json", exclude_none=True)
-            ext["load"] = tenant.load.model_dump(mode="json", exclude_none=True)
-            ext["slos"] = tenant.slos.model_dump(mode="json", exclude_none=True)
-            ext["platform"] = view.model_dump(mode="json", exclude_none=True)
-    return out
 
 
 def _write_events(events: Iterable[Mapping[str, Any]], path: Path) -> None:

@@ -24,9 +24,10 @@ from typing import Any
 import yaml
 
 from harness.config import EXTENSION_NAME, HarnessSpec
+from harness.config.tenancy_layout import tenant_document
 from harness.records import RecordWriter
 from harness.rundir import RunDir
-from harness.scoring.tenancy_view import tenant_dir, tenant_document
+from harness.scoring.tenancy_view import tenant_dir
 from harness.timeline import Timeline
 
 T0 = 1_700_000_000.0
