@@ -26,6 +26,8 @@ class CatalogEntry:
     problem: str | None = None  # set when the file does not validate
     #: fault -> how it acts, where the fault says (a Kubernetes fault: exec or the hook)
     via: dict[str, str] = field(default_factory=dict)
+    #: a tenancy experiment's sharing mode (as resolved: its default), else None
+    sharing: str | None = None
 
 
 def _faults(document: dict[str, Any]) -> list[str]:
@@ -70,9 +72,21 @@ def catalog(folder: Path) -> list[CatalogEntry]:
                 _faults(exp.document),
                 float(duration) if duration is not None else None,
                 via=_mechanisms(exp.document),
+                sharing=exp.spec.tenancy.sharing if exp.spec.tenancy is not None else None,
             )
         )
     return entries
+
+
+def sharing_block(entries: list[CatalogEntry]) -> str | None:
+    """Below the table when it lists a tenancy experiment: each sharing mode, real or a
+    stand-in on this machine, and which experiments run under which by default."""
+    used = {e.name: e.sharing for e in entries if e.sharing is not None and not e.problem}
+    if not used:
+        return None
+    from harness.platforms.local.sharing_modes import modes_block
+
+    return modes_block(used)
 
 
 def catalog_table(entries: list[CatalogEntry]) -> str:

@@ -208,12 +208,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.catalog import catalog, catalog_table
+    from harness.catalog import catalog, catalog_table, sharing_block
 
     entries = catalog(Path(args.folder))
     if not entries:
         raise ConfigError(args.folder, "", "no experiments (*.yaml) in this folder")
     print(catalog_table(entries))
+    block = sharing_block(entries)
+    if block:
+        print(f"\n{block}")
     bad = sum(1 for e in entries if e.problem)
     if bad:
         print(
