@@ -129,9 +129,8 @@ class HarnessSpec(StrictModel):
         platform = self.platform
         if not isinstance(platform, LocalPlatformSpec):
             raise ValueError(
-                "tenancy: runs on the local platform (platform.kind local, its nodes the "
-                "pool); on Kubernetes deploy the tenants' namespaces and quotas with the "
-                "manifests of the multi-tenancy guide"
+                "tenancy: runs on the local platform; for Kubernetes, `gpuchaos "
+                "tenant-manifests` renders the tenants' namespaces and quotas"
             )
         for i, node in enumerate(platform.nodes):
             if "replicas" in node.model_fields_set or "max_replicas" in node.model_fields_set:

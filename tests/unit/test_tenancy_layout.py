@@ -227,6 +227,18 @@ def _validate(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list
             ),
             "must last as long",
         ),
+        (
+            lambda b: b.update(platform={"kind": "kubernetes", "context": "test"}),
+            "gpuchaos tenant-manifests",
+        ),
+        (lambda b: b["platform"].update(autoscaler={"threshold": 1}), "platform.autoscaler"),
+        (
+            lambda b: (
+                b["tenancy"].update(sharing="mps"),
+                b["tenancy"]["tenants"][0]["contract"].update(memory_mib=9000),
+            ),
+            "exceeds the GPU's memory",
+        ),
     ],
 )
 def test_validate_refuses_bad_tenancy_in_one_line(
