@@ -167,8 +167,8 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
     hold = "timed"
     summary = (
         "Noisy neighbour, memory: a tenant's replicas allocate on their device; time-slicing "
-        "starves every co-resident tenant, mps/mig/exclusive only the tenant itself (CPU "
-        "stand-in: RLIMIT_AS lowered to what the spike leaves)"
+        "starves every co-resident tenant (CPU stand-in: their RLIMIT_AS lowered to what the "
+        "spike leaves), mps/mig/exclusive only the tenant itself (its hog meets its own cap)"
     )
     proves = (
         "time-slicing: the lowered limits in /proc/PID/limits and a large completion failing "
