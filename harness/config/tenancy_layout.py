@@ -40,6 +40,7 @@ class Tenanted(Protocol):
     @property
     def platform(self) -> Any: ...
 
+
 #: CPU niceness of a tenant's replicas on the local platform, by contract priority.
 NICENESS = {"high": 0, "normal": 5, "low": 10}
 
@@ -251,12 +252,20 @@ def check_tenants(tenancy: TenancySpec, tenants: list[TenantSpec]) -> None:
         )
 
 
+def _as_written(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True, by_alias=True)
+    return dumped
+
+
 def tenant_document(doc: Mapping[str, Any], spec: Tenanted, name: str) -> dict[str, Any]:
     """The single-tenant experiment of tenant ``name`` derived from a tenancy experiment's
     document: the same document with ``tenancy`` removed from the gpuchaos block, and its
     workload, load, slos and platform the tenant's (the platform is its view of the pool).
     Why: each tenant's folder of a run is then a run folder of its own, scored and
-    reported by the single-workload code, and the run writes it where the scorer reads it."""
+    reported by the single-workload code, and the run writes it where the scorer reads it.
+    Blocks are written as the experiment wrote them (unset fields left out): a default
+    written next to its alternative (an autoscaler's single-rule fields next to ``rules``)
+    would not validate again."""
     tenancy, platform = spec.tenancy, spec.platform
     assert tenancy is not None and isinstance(platform, LocalPlatformSpec)
     tenant = tenancy.tenant(name)
@@ -265,8 +274,8 @@ def tenant_document(doc: Mapping[str, Any], spec: Tenanted, name: str) -> dict[s
     for ext in out.get("extensions") or []:
         if isinstance(ext, dict) and ext.get("name") == "gpuchaos":
             ext.pop("tenancy", None)
-            ext["workload"] = tenant.workload.model_dump(mode="json", exclude_none=True)
-            ext["load"] = tenant.load.model_dump(mode="json", exclude_none=True)
-            ext["slos"] = tenant.slos.model_dump(mode="json", exclude_none=True)
-            ext["platform"] = view.model_dump(mode="json", exclude_none=True)
+            ext["workload"] = _as_written(tenant.workload)
+            ext["load"] = _as_written(tenant.load)
+            ext["slos"] = _as_written(tenant.slos)
+            ext["platform"] = _as_written(view)
     return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from harness.config import HarnessSpec
 from harness.faults.procfs import address_space_limit
@@ -25,6 +26,8 @@ from harness.load.factory import make_load_runner
 from harness.load.tenants import TenantLoads
 from harness.platforms import make_platform
 from harness.platforms.local.tenancy import TenantPool
+from harness.scoring.rundir import score_run_dir
+from harness.tenancy_run import write_tenant_documents
 from harness.timeline import Timeline
 from tests.support.procs import wait_for
 
@@ -49,14 +52,16 @@ def _tenant(name: str, contract: dict[str, Any], **more: Any) -> dict[str, Any]:
     }
 
 
+def _block(sharing: str, tenants: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": "gpuchaos",
+        "platform": PLATFORM,
+        "tenancy": {"sharing": sharing, "tenants": tenants},
+    }
+
+
 def _spec(sharing: str, tenants: list[dict[str, Any]]) -> HarnessSpec:
-    return HarnessSpec.model_validate(
-        {
-            "name": "gpuchaos",
-            "platform": PLATFORM,
-            "tenancy": {"sharing": sharing, "tenants": tenants},
-        }
-    )
+    return HarnessSpec.model_validate(_block(sharing, tenants))
 
 
 @dataclass
@@ -81,13 +86,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     run_dir = tmp_path_factory.mktemp("tenancy")
     rule = {"metric": "p99_latency_ms", "threshold": 1, "window_s": 5, "polling_interval_s": 1}
     autoscaler = {"rules": [rule], "max_replicas": 4}
-    spec = _spec(
+    block = _block(
         "time-slicing",
         [
             _tenant("a", {"priority": "high"}, autoscaler=autoscaler),
             _tenant("b", {"priority": "low", "quota": 2}),
         ],
     )
+    spec = HarnessSpec.model_validate(block)
+    # the experiment as a run writes it, so the folder can be scored like a run's
+    document = {"version": "1.0.0", "title": "tenancy", "description": "d", "method": []}
+    document["extensions"] = [block]
+    (run_dir / "experiment.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+    write_tenant_documents(document, spec, run_dir)
     timeline = Timeline(run_dir / "timeline.jsonl")
     pool = make_platform(spec, timeline, run_dir)
     assert isinstance(pool, TenantPool)
@@ -210,6 +221,23 @@ def test_an_admission_rule_denies_a_launch_and_the_replica_waits(run: Run) -> No
     starts = {e["target"] for e in run.events("replica_start")}
     assert "b-gpu1-0" not in starts
     assert run.pool.admission_would_deny("b") is None  # the rule was lifted
+
+
+def test_the_scorecard_shows_the_capacity_denied_and_the_denials(run: Run) -> None:
+    """Scored like any run folder: the quota's refusals are capacity tenant a was denied, the
+    admission rule's denial is tenant b's; each tenant's own records are scored."""
+    card = score_run_dir(run.run_dir)
+    assert card["sharing"] == "time-slicing" and set(card["tenants"]) == {"a", "b"}
+    refused = len(run.events("quota_refused"))
+    denied = card["denied_capacity"]["a"]
+    assert denied["refusals"] == refused >= 1 and denied["quota"] == 1
+    assert denied["replica_seconds_denied"] > 0
+    assert card["admission_denials"]["b"]["denials"] == len(run.events("admission_denied"))
+    assert card["admission_denials"]["b"]["rules"] == {
+        "memory-cap": len(run.events("admission_denied"))
+    }
+    for name in ("a", "b"):
+        assert card["tenants"][name]["run"]["requests"] > 0, name
 
 
 def test_mps_caps_each_replica_address_space(tmp_path: Path) -> None:
