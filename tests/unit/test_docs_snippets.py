@@ -216,6 +216,11 @@ def validate_yaml(data: Any, tmp_path: Path) -> str:
     merged = _merge(_base_block(), data)
     if "endpoint" in data:
         merged.pop("platform", None)
+    if "tenancy" in data:  # the tenants' own workload, load and SLOs; the pool as written
+        for key in ("workload", "load", "slos"):
+            merged.pop(key, None)
+        if "platform" in data:
+            merged["platform"] = data["platform"]
     HarnessSpec.model_validate(merged)
     return "fragment"
 
