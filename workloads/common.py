@@ -281,7 +281,7 @@ class Replica(ABC, Generic[SettingsT, MetricsT, EngineT]):
             # ("could not create a primitive") once the limit was lifted, so the replica
             # never recovered, which a CUDA OOM does not do. The LLM's forward is as fast
             # without oneDNN on CPU (1.1-1.5 ms per tiny forward either way).
-            torch.backends.mkldnn.enabled = False
+            torch.backends.mkldnn.set_flags(False)
         import_seconds = time.perf_counter() - t0
         sharing.log_mps(self.mps)
         # before the engine's first allocation on the device: the cap covers the weights too

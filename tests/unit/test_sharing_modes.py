@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.platforms.local.sharing_modes import Machine, mode_lines, modes_block
+from harness.platforms.local.sharing_modes import Machine, mode_lines, modes_block, mps_env
 
 
 def test_without_a_gpu_every_mode_is_a_stand_in() -> None:
@@ -39,3 +39,11 @@ def test_list_prints_the_modes_below_a_catalog_with_a_tenancy_experiment(
     assert "sharing modes of tenancy experiments on this machine" in out
     [line] = [x for x in out.splitlines() if "[default of multi-tenant-noisy-neighbour]" in x]
     assert line.split()[0] == "time-slicing"
+
+
+def test_a_real_mps_daemon_gets_the_cap_as_its_per_client_limit() -> None:
+    assert mps_env("cuda:1", 1536.0, daemon=True) == {"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "1=1536M"}
+    assert mps_env("cuda", 512.0, daemon=True) == {"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": "0=512M"}
+    assert mps_env("cuda:0", 512.0, daemon=False) == {}  # no daemon: the memory fraction
+    assert mps_env("cpu", 512.0, daemon=True) == {}
+    assert mps_env("cuda:0", None, daemon=True) == {}

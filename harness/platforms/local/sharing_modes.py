@@ -27,11 +27,26 @@ class Machine:
     mps: bool
 
 
+def mps_daemon_running() -> bool:
+    """Whether an MPS control daemon is up (its control pipe exists)."""
+    pipe = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or DEFAULT_MPS_PIPE_DIR) / "control"
+    return pipe.exists()
+
+
 def this_machine() -> Machine:
     """This machine's answer (NVML for GPUs and MIG; the MPS daemon's control pipe)."""
     gpus = gpu_count()
-    pipe = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY") or DEFAULT_MPS_PIPE_DIR) / "control"
-    return Machine(gpus, bool(gpus and mig_devices(0)), bool(gpus and pipe.exists()))
+    return Machine(gpus, bool(gpus and mig_devices(0)), bool(gpus and mps_daemon_running()))
+
+
+def mps_env(device: str, cap_mib: float | None, daemon: bool) -> dict[str, str]:
+    """The environment of an mps replica: with an MPS daemon on a CUDA device, the real
+    per-client limit (``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``, ``<ordinal>=<MiB>M``), which the
+    driver enforces on the client's context; else nothing (the server's memory fraction)."""
+    if not daemon or cap_mib is None or not device.startswith("cuda"):
+        return {}
+    ordinal = device.partition(":")[2] or "0"
+    return {"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT": f"{ordinal}={max(1, int(cap_mib))}M"}
 
 
 def mode_lines(machine: Machine) -> list[tuple[str, str]]:

@@ -11,7 +11,8 @@ tenant unchanged; the contract is added by overriding a few methods:
 - memory cap (mps, mig, exclusive; not time-slicing, where the device's memory is one
   pool): on CPU the stand-in is the soft ``RLIMIT_AS`` of the replica, set when it is Ready
   to its size then plus the cap (its ``replica_ready`` event says both); on CUDA the
-  server's ``--memory-fraction cap/total`` (torch's per-process memory fraction); under
+  server's ``--memory-fraction cap/total`` (torch's per-process memory fraction), and with an
+  MPS daemon running also the real per-client limit (``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT``); under
   mig on a GPU in MIG mode the real slice (``CUDA_VISIBLE_DEVICES=MIG-<uuid>``, NVML's
   MIG devices in slice order), whose memory is its own;
 - quota: a scale-up (the autoscaler's ``add_replica`` / ``add_pending_replica``) that
@@ -42,6 +43,7 @@ from harness.platforms.local.devices import MigDevice, mig_devices
 from harness.platforms.local.platform import STOP_GRACE_S, LocalPlatform
 from harness.platforms.local.process import terminate_all
 from harness.platforms.local.replica import Replica
+from harness.platforms.local.sharing_modes import mps_daemon_running, mps_env
 from harness.platforms.local.supervisor import Supervisor
 from harness.rundir import RunDir
 from harness.timeline import EventKind, Timeline
@@ -200,7 +202,12 @@ class TenantPlatform(LocalPlatform):
 
     def _replica_env(self, replica: Replica) -> dict[str, str]:
         mig = self._mig_slice(replica)
-        return {} if mig is None else {"CUDA_VISIBLE_DEVICES": mig.cuda_visible_devices}
+        if mig is not None:
+            return {"CUDA_VISIBLE_DEVICES": mig.cuda_visible_devices}
+        if self.sharing == "mps":  # a real MPS daemon enforces the cap itself
+            cap = self._cap_on(replica.id, replica.node)
+            return mps_env(replica.device, cap, mps_daemon_running())
+        return {}
 
     def _replica_args(self, replica: Replica) -> list[str]:
         if self._mig_slice(replica) is not None:  # the slice alone is visible, as cuda:0;
