@@ -50,8 +50,9 @@ def throttle_names(mask: int) -> list[str]:
     return [name for bit, name in THROTTLE_REASONS.items() if mask & bit]
 
 
-def gpu_free_mib(device: str) -> float | None:
-    """Free memory of a CUDA device in MiB from NVML; None without NVML or for the CPU.
+def gpu_memory_mib(device: str) -> tuple[float, float] | None:
+    """Free and total memory of a CUDA device in MiB from NVML; None without NVML or for
+    the CPU.
 
     One reading, NVML opened and shut around it (a 9 us query, so callers that decide
     rarely, like the autoscaler placing a replica, need no sampler running).
@@ -67,12 +68,18 @@ def gpu_free_mib(device: str) -> float | None:
     try:
         index = int(device.partition(":")[2] or 0)
         info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
-        return float(info.free) / 2**20
+        return float(info.free) / 2**20, float(info.total) / 2**20
     except Exception:
         return None
     finally:
         with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
+
+
+def gpu_free_mib(device: str) -> float | None:
+    """Free memory of a CUDA device in MiB (:func:`gpu_memory_mib`)."""
+    found = gpu_memory_mib(device)
+    return None if found is None else found[0]
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
 from harness.errors import ChaosError, FaultNoEffect
 from harness.faults.active import ActiveFault, in_process
-from harness.faults.contract import FaultContext
+from harness.faults.contract import Fault, FaultArgs, FaultContext
 from harness.faults.hosts import TenancyHost
 
 #: What the ``tenant`` argument says, per default pick.
@@ -62,6 +62,23 @@ def pick(ctx: FaultContext, fault: str, last: bool) -> str:
     if not names:
         raise ChaosError(f"{fault}: the run has no tenant")
     return names[-1] if last else names[0]
+
+
+A = TypeVar("A", bound=FaultArgs)
+
+
+class TenantFault(Fault[A]):
+    """Base of the local tenancy faults: aimed at a tenant of the run's pool; without one
+    named, the first tenant (quota, admission, recreate: the service's contract) or, with
+    ``neighbour``, the last (the spikes and context faults: the neighbour misbehaves)."""
+
+    platform = "local"
+    target_arg = "tenant"
+    #: the default target is the last tenant (the neighbour) instead of the first
+    neighbour: ClassVar[bool] = False
+
+    def pick_target(self, ctx: FaultContext, args: A) -> str:
+        return pick(ctx, self.name, last=self.neighbour)
 
 
 def running(host: TenancyHost, fault: str, tenant: str) -> dict[str, int]:

@@ -21,9 +21,9 @@ from harness.faults.builtin._common import alive
 from harness.faults.builtin.gpu import FAILURES_METRIC, _poison_proof, _xid_field, poison_process
 from harness.faults.builtin.tenancy_common import (
     LAST,
+    TenantFault,
     all_replicas,
     neighbours_on_device,
-    pick,
     running,
     tenancy_host,
     tenancy_spec,
@@ -32,7 +32,6 @@ from harness.faults.builtin.tenancy_common import (
     workload_kind,
 )
 from harness.faults.contract import (
-    Fault,
     FaultArgs,
     FaultContext,
     Injection,
@@ -77,7 +76,7 @@ def _as_kind(ctx: FaultContext, kind: str) -> Any:
 
 
 @register
-class FaultNeighbourContext(Fault[ContextArgs]):
+class FaultNeighbourContext(TenantFault[ContextArgs]):
     """Neighbour context fault: the tenant's replicas are poisoned (as poison_replica does:
     the process lives, every inference fails with the CUDA error) or crashed (SIGKILL).
     Under time-slicing and mps the replicas of OTHER tenants on the same GPU are poisoned
@@ -92,9 +91,8 @@ class FaultNeighbourContext(Fault[ContextArgs]):
     time-to-live."""
 
     name = "fault_neighbour_context"
-    platform = "local"
+    neighbour = True
     args = ContextArgs
-    target_arg = "tenant"
     revert_action = "clear_neighbour_context"
     hold = "timed"
     summary = (
@@ -103,9 +101,6 @@ class FaultNeighbourContext(Fault[ContextArgs]):
         "exclusive not"
     )
     proves = "every affected replica fails a probe with 'CUDA error' (or restarted) or is gone"
-
-    def pick_target(self, ctx: FaultContext, args: ContextArgs) -> str:
-        return pick(ctx, self.name, last=True)
 
     def plan(self, ctx: FaultContext, args: ContextArgs, target: str) -> dict[str, Any]:
         sharing = str(getattr(tenancy_spec(ctx), "sharing", "unknown"))

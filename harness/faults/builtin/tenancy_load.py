@@ -28,14 +28,13 @@ from harness.errors import ChaosError, FaultNoEffect
 from harness.faults.active import begin
 from harness.faults.builtin.tenancy_common import (
     LAST,
+    TenantFault,
     check_tenant,
-    pick,
     tenancy_host,
     tenancy_spec,
     tenant_field,
 )
 from harness.faults.contract import (
-    Fault,
     FaultArgs,
     FaultContext,
     Injection,
@@ -137,7 +136,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @register
-class SpikeNeighbourLoad(Fault[SpikeLoadArgs]):
+class SpikeNeighbourLoad(TenantFault[SpikeLoadArgs]):
     """Noisy neighbour, traffic: an extra real Locust load (the tenant's own requests, at
     ``users`` users or ``rate`` requests/s) against the tenant's endpoint for ``duration_s``,
     its records in ``tenants/<tenant>/spike/`` (not the tenant's scored records). Real on
@@ -150,9 +149,8 @@ class SpikeNeighbourLoad(Fault[SpikeLoadArgs]):
     the time-to-live runs out (before it is registered, Locust dies with the harness)."""
 
     name = "spike_neighbour_load"
-    platform = "local"
+    neighbour = True
     args = SpikeLoadArgs
-    target_arg = "tenant"
     revert_action = "stop_neighbour_load"
     hold = "timed"
     summary = (
@@ -160,9 +158,6 @@ class SpikeNeighbourLoad(Fault[SpikeLoadArgs]):
         "(its own requests); the other tenants feel it on shared cores"
     )
     proves = "the extra load's requests reached the tenant (records written, answers counted)"
-
-    def pick_target(self, ctx: FaultContext, args: SpikeLoadArgs) -> str:
-        return pick(ctx, self.name, last=True)
 
     def inject(self, ctx: FaultContext, args: SpikeLoadArgs, target: str) -> Injection:
         host = tenancy_host(ctx, self.name)

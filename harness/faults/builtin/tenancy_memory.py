@@ -30,9 +30,9 @@ from harness.faults.builtin.memory import (
 )
 from harness.faults.builtin.tenancy_common import (
     LAST,
+    TenantFault,
     all_replicas,
     declared_mib,
-    pick,
     running,
     tenancy_host,
     tenancy_spec,
@@ -41,7 +41,6 @@ from harness.faults.builtin.tenancy_common import (
     workload_kind,
 )
 from harness.faults.contract import (
-    Fault,
     FaultArgs,
     FaultContext,
     Injection,
@@ -140,7 +139,7 @@ def _group(headroom: dict[str, float]) -> dict[float, list[str]]:
 
 
 @register
-class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
+class SpikeNeighbourMemory(TenantFault[SpikeMemoryArgs]):
     """Noisy neighbour, memory: the tenant's replicas allocate ``mib`` each on their device.
     Under time-slicing the device's memory is one pool, so every replica that shares the
     device (any tenant) is left what the spike leaves free; under mps, mig and exclusive the
@@ -160,9 +159,8 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
     NVML's free memory. Revert: the limits restored, the hog freed, the hook cleared."""
 
     name = "spike_neighbour_memory"
-    platform = "local"
+    neighbour = True
     args = SpikeMemoryArgs
-    target_arg = "tenant"
     revert_action = "release_neighbour_memory"
     hold = "timed"
     summary = (
@@ -174,9 +172,6 @@ class SpikeNeighbourMemory(Fault[SpikeMemoryArgs]):
         "time-slicing: the lowered limits in /proc/PID/limits and a large completion failing "
         "(CUDA: memory taken); otherwise the tenant's own hog held or refused by its cap"
     )
-
-    def pick_target(self, ctx: FaultContext, args: SpikeMemoryArgs) -> str:
-        return pick(ctx, self.name, last=True)
 
     def plan(self, ctx: FaultContext, args: SpikeMemoryArgs, target: str) -> dict[str, Any]:
         tenancy = tenancy_spec(ctx)

@@ -23,15 +23,14 @@ from harness.errors import ChaosError, FaultNoEffect, PlatformError
 from harness.faults.builtin._common import alive
 from harness.faults.builtin.tenancy_common import (
     FIRST,
+    TenantFault,
     check_tenant,
-    pick,
     platform_fault,
     running,
     tenancy_host,
     tenant_field,
 )
 from harness.faults.contract import (
-    Fault,
     FaultArgs,
     FaultContext,
     Injection,
@@ -61,7 +60,7 @@ class QuotaArgs(FaultArgs):
 
 
 @register
-class ExhaustQuota(Fault[QuotaArgs]):
+class ExhaustQuota(TenantFault[QuotaArgs]):
     """Quota exhaustion: the tenant's replica quota is set to what it runs now (or to
     ``quota``), so the autoscaler's next scale-up is refused: the platform records each
     refusal (``quota_refused``: wanted, quota, replicas) and starts nothing. Real on the
@@ -70,9 +69,7 @@ class ExhaustQuota(Fault[QuotaArgs]):
     Proof: the quota in force is at most the running replicas. Revert: the quota before."""
 
     name = "exhaust_quota"
-    platform = "local"
     args = QuotaArgs
-    target_arg = "tenant"
     revert_action = "restore_quota"
     hold = "timed"
     summary = (
@@ -80,9 +77,6 @@ class ExhaustQuota(Fault[QuotaArgs]):
         "refused (quota_refused on the timeline)"
     )
     proves = "the quota in force is at most the tenant's running replicas"
-
-    def pick_target(self, ctx: FaultContext, args: QuotaArgs) -> str:
-        return pick(ctx, self.name, last=False)
 
     def inject(self, ctx: FaultContext, args: QuotaArgs, target: str) -> Injection:
         host = tenancy_host(ctx, self.name)
@@ -151,7 +145,7 @@ def _denials(ctx: FaultContext, tenant: str, mark: int) -> list[dict[str, Any]]:
 
 
 @register
-class DenyAdmission(Fault[AdmissionArgs]):
+class DenyAdmission(TenantFault[AdmissionArgs]):
     """Admission denial: an admission rule for the tenant (like a Kyverno or OPA Gatekeeper
     policy) that rejects new replicas that break the contract (``memory-cap``: a tenant with
     no memory cap) or every new replica (``all``); with ``evict`` one replica is evicted
@@ -163,9 +157,7 @@ class DenyAdmission(Fault[AdmissionArgs]):
     rule lifted (the evicted replica is admitted at its next try)."""
 
     name = "deny_admission"
-    platform = "local"
     args = AdmissionArgs
-    target_arg = "tenant"
     revert_action = "allow_admission"
     hold = "timed"
     summary = (
@@ -173,9 +165,6 @@ class DenyAdmission(Fault[AdmissionArgs]):
         "an evicted replica's relaunch is denied (admission_denied on the timeline)"
     )
     proves = "the pool's dry run denies the tenant's next replica; an evicted one is denied"
-
-    def pick_target(self, ctx: FaultContext, args: AdmissionArgs) -> str:
-        return pick(ctx, self.name, last=False)
 
     def inject(self, ctx: FaultContext, args: AdmissionArgs, target: str) -> Injection:
         host = tenancy_host(ctx, self.name)
@@ -253,7 +242,7 @@ class RecreateArgs(FaultArgs):
 
 
 @register
-class RecreateReplica(Fault[RecreateArgs]):
+class RecreateReplica(TenantFault[RecreateArgs]):
     """VPA-style recreate: a replica of the tenant stopped gracefully and started again
     (same id) with a new memory cap, as the Vertical Pod Autoscaler's updater evicts a pod to
     resize it: a cold start under load (``replica_recreated`` on the timeline). The memory
@@ -265,17 +254,12 @@ class RecreateReplica(Fault[RecreateArgs]):
     (the pool's memory cap; the soft RLIMIT_AS in /proc/PID/limits where it is set)."""
 
     name = "recreate_replica"
-    platform = "local"
     args = RecreateArgs
-    target_arg = "tenant"
     summary = (
         "VPA-style recreate: a tenant's replica restarted with a new memory cap (a cold start "
         "under load)"
     )
     proves = "the replica's pid changed and the new one runs with the new cap"
-
-    def pick_target(self, ctx: FaultContext, args: RecreateArgs) -> str:
-        return pick(ctx, self.name, last=False)
 
     def inject(self, ctx: FaultContext, args: RecreateArgs, target: str) -> Injection:
         host = tenancy_host(ctx, self.name)

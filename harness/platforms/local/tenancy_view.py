@@ -46,6 +46,7 @@ from harness.platforms.local.replica import Replica
 from harness.platforms.local.sharing_modes import mps_daemon_running, mps_env
 from harness.platforms.local.supervisor import Supervisor
 from harness.rundir import RunDir
+from harness.telemetry.nvml import gpu_memory_mib
 from harness.timeline import EventKind, Timeline
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,8 @@ class TenantPlatform(LocalPlatform):
         cap = self._cap_on(replica.id, replica.node)
         if cap is None or not replica.device.startswith("cuda"):
             return []
-        total = _device_total_mib(replica.device) or self.gpu_memory_mib
+        memory = gpu_memory_mib(replica.device)
+        total = memory[1] if memory is not None else self.gpu_memory_mib
         return ["--memory-fraction", f"{max(0.001, min(1.0, cap / total)):.4f}"]
 
     def _annotate(self, kind: str, target: str, details: dict[str, Any]) -> None:
@@ -355,24 +357,3 @@ class TenantPlatform(LocalPlatform):
             {"memory_mib": memory_mib, "old_pid": old_pid, "new_pid": new_pid},
         )
         return old_pid, new_pid
-
-
-def _device_total_mib(device: str) -> float | None:
-    """Total memory of a CUDA device from NVML, MiB; None without NVML or on the CPU."""
-    if not device.startswith("cuda"):
-        return None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        index = int(device.partition(":")[2] or 0)
-        info = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(index))
-        return float(info.total) / 2**20
-    except Exception:
-        return None
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
