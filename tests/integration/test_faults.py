@@ -4,7 +4,6 @@ hog, no state file)."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from harness.faults.procfs import address_space_limit, proc_state
 from harness.platforms.local import LocalPlatform
 from harness.timeline import Timeline
 from tests.support.procs import alive, wait_for
+from tests.support.state import own_state_dir
 
 READY_TIMEOUT_S = 60.0
 COMPLETION = {"prompt": "hello there", "max_tokens": 4}
@@ -44,14 +44,8 @@ def serves(ctx: RunContext, replica: str) -> bool:
 
 @pytest.fixture(scope="module")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("state")
-    old = os.environ.get("GPUCHAOS_STATE_DIR")
-    os.environ["GPUCHAOS_STATE_DIR"] = str(path)
-    yield path / "faults"
-    if old is None:
-        os.environ.pop("GPUCHAOS_STATE_DIR", None)
-    else:
-        os.environ["GPUCHAOS_STATE_DIR"] = old
+    with own_state_dir(tmp_path_factory) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ from harness.platforms.local import LocalPlatform
 from harness.scoring.gpu_slos import gpu_fault_figures
 from harness.timeline import Timeline
 from tests.support.procs import Processes, alive, wait_for
+from tests.support.state import own_state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 90.0
@@ -44,14 +45,8 @@ CONTROL = {
 
 @pytest.fixture(scope="module")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("state")
-    old = os.environ.get("GPUCHAOS_STATE_DIR")
-    os.environ["GPUCHAOS_STATE_DIR"] = str(path)
-    yield path / "faults"
-    if old is None:
-        os.environ.pop("GPUCHAOS_STATE_DIR", None)
-    else:
-        os.environ["GPUCHAOS_STATE_DIR"] = old
+    with own_state_dir(tmp_path_factory) as path:
+        yield path
 
 
 def _context(

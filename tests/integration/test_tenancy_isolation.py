@@ -28,6 +28,7 @@ from harness.faults.procfs import address_space_limit
 from harness.platforms.local.tenancy import TenantPool
 from harness.timeline import Timeline
 from tests.support.procs import wait_for
+from tests.support.state import own_state_dir
 
 READY_TIMEOUT_S = 90.0
 #: a completion that needs memory (what the fault's own proof sends; it fits the tiny
@@ -73,14 +74,8 @@ def _spec(sharing: str) -> HarnessSpec:
 
 @pytest.fixture(scope="module")
 def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = tmp_path_factory.mktemp("state")
-    old = os.environ.get("GPUCHAOS_STATE_DIR")
-    os.environ["GPUCHAOS_STATE_DIR"] = str(path)
-    yield path / "faults"
-    if old is None:
-        os.environ.pop("GPUCHAOS_STATE_DIR", None)
-    else:
-        os.environ["GPUCHAOS_STATE_DIR"] = old
+    with own_state_dir(tmp_path_factory) as path:
+        yield path
 
 
 #: the modes each isolation test runs under (one pool each, shared by the module's tests)
